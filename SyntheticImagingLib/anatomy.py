@@ -1,0 +1,507 @@
+"""Anatomy masks from thresholds and morphology (no learned model): brain, skull, air, ventricles, midline.
+
+All functions take arrays indexed ``[z, y, x]`` with a :class:`~SyntheticImagingLib.cases.Geometry`; every size is
+given in mm and converted with the voxel spacing, so anisotropic grids behave like isotropic ones.
+
+Head CT must be in Hounsfield units. The shipped head template (``scct_cormack.nii.gz``) is in Cormack units:
+convert it with :func:`cormack_to_hu` first. That template is an average of many heads, so its bone is blurred
+(maximum ~770 HU instead of >1000) and its ventricles are partial-volumed (~3-15 HU instead of 0-10 HU); the
+default thresholds below are chosen to work on it as well as on a real CT scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, Delaunay, QhullError
+
+from .cases import Case, Geometry, Modality
+from .errors import InputError
+
+__all__ = [
+    "HeadMasks",
+    "cormack_to_hu",
+    "brain_mask",
+    "head_masks",
+    "estimate_midline_x",
+    "largest_component",
+    "distance_mm",
+    "physical_coordinate",
+    "surface_points",
+    "head_masks_from_brain",
+    "BONE_HU",
+    "AIR_HU",
+    "SOFT_TISSUE_HU",
+    "VENTRICLE_HU",
+]
+
+#: Bone threshold (HU). Real cortical bone is >1000 HU; the blurred template skull peaks at 300-770 HU and its
+#: brain/bone transition crosses 80-250 HU within one 2 mm voxel, so 250 keeps the template skull closed while no
+#: soft tissue or blood (<100 HU) reaches it.
+BONE_HU = 250.0
+#: Air threshold (HU): outside the head, sinuses and mastoid air cells; fat is above -150 HU.
+AIR_HU = -200.0
+#: Soft-tissue (brain) window in HU.
+SOFT_TISSUE_HU = (0.0, 80.0)
+#: Upper soft-tissue limit (HU) used instead when the bone is blurred (no voxel reaches 1000 HU).
+BLURRED_BONE_SOFT_MAX_HU = 60.0
+#: CSF window of the ventricles (HU). The upper threshold actually used is half-way between the darkest deep
+#: voxels and the deep tissue median, capped to this window: the template's ventricles read ~3-15 HU and its
+#: white matter ~16-20 HU, so a fixed 15 HU would take the partial-volume halo too (80 ml instead of ~55 ml).
+VENTRICLE_HU = (0.0, 15.0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class HeadMasks:
+    """Boolean anatomy masks of a head CT (all ``[z, y, x]``, the grid of the CT) and the midline.
+
+    Args:
+        brain: intracranial soft tissue, hole-filled, kept ``margin_mm`` away from bone.
+        skull: bone (``>= bone_hu``).
+        air: air outside the head and in the sinuses (``< air_hu``).
+        ventricles: CSF-like connected regions near the centre of the brain (inside ``brain``).
+        inner_table: brain voxels next to the skull (the brain-side surface of the skull).
+        midline_x: physical x (mm, LPS) of the mid-sagittal plane; patient left is ``x > midline_x``.
+
+    Derived fields used by the lesion synthesis (depth below the brain surface, nearest surface points) are
+    computed once per geometry and cached on the instance; ``dataclasses.replace`` starts a fresh cache.
+    """
+
+    brain: np.ndarray
+    skull: np.ndarray
+    air: np.ndarray
+    ventricles: np.ndarray
+    inner_table: np.ndarray
+    midline_x: float
+    _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        shapes = {name: np.shape(getattr(self, name)) for name in ("brain", "skull", "air", "ventricles",
+                                                                    "inner_table")}
+        if len(set(shapes.values())) != 1 or len(shapes["brain"]) != 3:
+            raise InputError(f"head masks must be 3D arrays of one shape, got {shapes}",
+                             fix="build them with head_masks() from one CT volume")
+        for name in shapes:
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=bool))
+        object.__setattr__(self, "midline_x", float(self.midline_x))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape ``(z, y, x)``."""
+        return tuple(self.brain.shape)  # type: ignore[return-value]
+
+    def brain_depth(self, geometry: Geometry) -> np.ndarray:
+        """Distance (mm) of every brain voxel below the brain's outer surface (cached; 0 outside the brain)."""
+        key = ("depth", geometry)
+        if key not in self._cache:
+            self._cache[key] = distance_mm(np.pad(self.brain, 1), geometry)[1:-1, 1:-1, 1:-1]
+        return self._cache[key]
+
+    def surface_points(self, geometry: Geometry) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+        """For the brain's bounding box: the box, the depth (mm) below the surface and the index of the nearest
+        voxel outside the brain (``int32 [3, z, y, x]``, box coordinates, may be -1 or the box size). Cached."""
+        key = ("surface", geometry)
+        if key not in self._cache:
+            self._cache[key] = surface_points(self.brain, geometry)
+        return self._cache[key]
+
+
+def surface_points(mask: np.ndarray, geometry: Geometry) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+    """Depth below a mask's surface and the nearest outside voxel, on the mask's bounding box.
+
+    Args:
+        mask: non-empty boolean mask ``[z, y, x]``.
+        geometry: its geometry.
+
+    Returns:
+        ``(box, depth, nearest)``: the bounding box (+1 voxel, clipped) as slices, the depth (mm, float32, 0 outside
+        the mask) and the index of the nearest voxel outside the mask (``int32 [3, z, y, x]`` in box coordinates;
+        may be -1 or the box size where the nearest outside voxel is beyond the array).
+    """
+    nz = np.argwhere(mask)
+    lo = np.maximum(nz.min(axis=0) - 1, 0)
+    hi = np.minimum(nz.max(axis=0) + 2, mask.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    padded = np.pad(np.asarray(mask[box], dtype=bool), 1)
+    indices = np.zeros((3,) + padded.shape, dtype=np.int32)
+    depth = ndimage.distance_transform_edt(padded, sampling=geometry.spacing_zyx, return_indices=True,
+                                           indices=indices)
+    nearest = np.ascontiguousarray(indices[:, 1:-1, 1:-1, 1:-1] - 1)
+    return box, depth[1:-1, 1:-1, 1:-1].astype(np.float32), nearest
+
+
+def cormack_to_hu(array: np.ndarray) -> np.ndarray:
+    """Convert Cormack units (Rorden's Clinical toolbox, ``scct_cormack.nii.gz``) to Hounsfield units.
+
+    For ``c > 900``: ``e = c - 900``; ``e' = e / 11`` if ``e <= 2200`` else ``200 + (e - 2200)``;
+    ``HU = 900 + e' - 1024``. For ``c <= 900``: ``HU = c - 1024``.
+
+    Args:
+        array: values in Cormack units (any shape).
+
+    Returns:
+        float32 array of the same shape in HU.
+    """
+    c = np.asarray(array, dtype=np.float64)
+    e = c - 900.0
+    stretched = np.where(e <= 2200.0, e / 11.0, 200.0 + (e - 2200.0))
+    hu = np.where(c > 900.0, 900.0 + stretched - 1024.0, c - 1024.0)
+    return hu.astype(np.float32)
+
+
+def distance_mm(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Distance (mm) of every voxel to the nearest voxel *outside* ``mask`` (0 outside ``mask``).
+
+    Args:
+        mask: boolean array ``[z, y, x]``.
+        geometry: grid geometry (its spacing makes the distance physical).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=np.float32)
+    if mask.all():
+        # No outside voxel: measure to the (virtual) border of the array instead.
+        padded = np.pad(mask, 1, constant_values=False)
+        d = ndimage.distance_transform_edt(padded, sampling=geometry.spacing_zyx)
+        return d[1:-1, 1:-1, 1:-1].astype(np.float32)
+    return ndimage.distance_transform_edt(mask, sampling=geometry.spacing_zyx).astype(np.float32)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a boolean mask (an empty mask stays empty)."""
+    mask = np.asarray(mask, dtype=bool)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def _ball(radius_mm: float, geometry: Geometry) -> np.ndarray:
+    """Ellipsoidal structuring element that is a ball of ``radius_mm`` in physical space."""
+    half = [max(0, int(np.floor(radius_mm / s))) for s in geometry.spacing_zyx]
+    grids = np.meshgrid(*[np.arange(-h, h + 1) * s for h, s in zip(half, geometry.spacing_zyx)], indexing="ij")
+    return sum(g**2 for g in grids) <= radius_mm**2 + 1e-6
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """3D hole filling plus axial-slice filling (catches cavities open at the top or bottom of the grid)."""
+    filled = ndimage.binary_fill_holes(mask)
+    for z in range(filled.shape[0]):
+        if filled[z].any():
+            filled[z] = ndimage.binary_fill_holes(filled[z])
+    return filled
+
+
+def _otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of a 1D sample (256 bins)."""
+    hist, edges = np.histogram(values, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist).astype(float)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    return float(centres[int(np.argmax(between[:-1]))])
+
+
+def _check_volume(array: np.ndarray, where: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise InputError(f"a 3D volume is needed, got an array of shape {array.shape}", where=where,
+                         fix="pass one 3D channel [z, y, x]")
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise InputError("the volume contains NaN/Inf voxels", where=where,
+                         fix="replace NaN/Inf (e.g. with the background value) first")
+    return array
+
+
+def _mr_brain_mask(image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    lo = float(image.min())
+    background = np.abs(image - lo) <= 1e-6 * max(1.0, abs(lo))
+    robust_max = float(np.percentile(image[~background], 99.5)) if (~background).any() else lo
+    if robust_max <= lo:
+        raise InputError("the MR volume is constant: no brain can be found", where="brain_mask",
+                         fix="check that the right image was loaded")
+    if background.mean() > 0.3:
+        # Skull-stripped (BraTS-like): a constant background around the brain; keep everything brighter.
+        mask = image > lo + 0.01 * (robust_max - lo)
+        mask = largest_component(mask)
+        return _fill_holes(mask)
+    # Whole-head MR: Otsu foreground, the largest component, holes filled, small gaps closed.
+    mask = image > _otsu_threshold(np.clip(image, lo, robust_max).ravel())
+    mask = largest_component(ndimage.binary_opening(mask, structure=_ball(2.0, geometry)))
+    mask = ndimage.binary_closing(mask, structure=_ball(3.0, geometry))
+    return _fill_holes(largest_component(mask))
+
+
+def _looks_like_raw_ct(hu: np.ndarray) -> bool:
+    """True for CT data that is evidently not in HU (Cormack units or unsigned raw values)."""
+    return float(hu.min()) >= -50.0 and float(np.percentile(hu, 99)) > 1500.0
+
+
+def _inside_hull(mask: np.ndarray, geometry: Geometry, *, step_mm: float = 4.0) -> np.ndarray:
+    """Voxels inside the convex hull of ``mask``, tested on a ~``step_mm`` grid and upsampled (nearest)."""
+    pts = np.argwhere(mask)
+    if len(pts) < 10:
+        return np.zeros(mask.shape, bool)
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:  # flat or degenerate: no volume inside
+        return np.zeros(mask.shape, bool)
+    tri = Delaunay(pts[hull.vertices])
+    steps = [max(1, int(round(step_mm / s))) for s in geometry.spacing_zyx]
+    axes = [np.arange(0, n + st - 1, st).clip(max=n - 1) for n, st in zip(mask.shape, steps)]
+    coarse_grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    coarse = (tri.find_simplex(coarse_grid) >= 0).reshape([len(a) for a in axes])
+    # Nearest coarse sample of every voxel.
+    near = [np.minimum(np.rint(np.arange(n) / st).astype(int), len(a) - 1) for n, st, a in zip(mask.shape, steps,
+                                                                                                 axes)]
+    return coarse[np.ix_(*near)]
+
+
+def _ct_brain(hu: np.ndarray, geometry: Geometry, skull: np.ndarray, *, margin_mm: float,
+              soft_range: tuple[float, float]) -> np.ndarray:
+    low, high = soft_range
+    if skull.any() and float(hu[skull].max()) < 1000.0:
+        # Blurred bone (an averaged template, or very smooth data): its edge spreads over 60-250 HU and would
+        # bridge brain and temporal muscle, so only clearly brain-like values seed the mask (holes are filled later).
+        high = min(high, BLURRED_BONE_SOFT_MAX_HU)
+    soft = (hu >= low) & (hu <= high)
+    if skull.any():
+        # Keep the brain off the bone (drops the blurred brain/bone boundary and partial-volume voxels) and inside
+        # the skull's convex hull: where the skull base is too thin or blurred to threshold (the template's face
+        # and orbits), the hull still cuts off most extracranial soft tissue.
+        soft &= distance_mm(~skull, geometry) > margin_mm
+        soft &= _inside_hull(skull, geometry)
+    # Cut thin bridges (foramina, orbits, scalp touching brain through gaps in the bone) before choosing the
+    # largest piece, then grow it back inside the soft tissue.
+    cut_mm = 6.0
+    core = largest_component(distance_mm(soft, geometry) > cut_mm)
+    if not core.any():
+        core = largest_component(soft)
+    grown = soft & (distance_mm(~core, geometry) <= cut_mm + max(geometry.spacing))
+    brain = largest_component(grown)
+    brain = ndimage.binary_closing(brain, structure=_ball(2.0 * max(geometry.spacing), geometry))
+    brain = _fill_holes(brain)
+    if skull.any():
+        brain &= distance_mm(~skull, geometry) > margin_mm
+    return largest_component(brain)
+
+
+def estimate_midline_x(brain: np.ndarray, geometry: Geometry, *, search_mm: float = 15.0) -> float:
+    """Physical x (mm) of the mid-sagittal plane: the mirror plane that best maps the brain mask onto itself.
+
+    Args:
+        brain: boolean brain mask ``[z, y, x]``.
+        geometry: its geometry; the array axis closest to physical x is mirrored.
+        search_mm: how far (mm) from the brain's centroid the plane is searched.
+
+    Returns:
+        the x coordinate (mm, LPS) of the plane; the centroid's x when the mask is empty of symmetry cues.
+    """
+    brain = np.asarray(brain, dtype=bool)
+    if not brain.any():
+        raise InputError("the brain mask is empty", where="estimate_midline_x", fix="pass a non-empty brain mask")
+    idx = np.argwhere(brain)
+    centroid = idx.mean(axis=0)
+    # Array axis (in [z, y, x] order) whose direction is closest to physical x.
+    dir_cols = geometry.direction_matrix[:, ::-1]  # columns for [z, y, x] array axes
+    axis = int(np.argmax(np.abs(dir_cols[0])))
+    spacing = geometry.spacing_zyx[axis]
+    coords = idx[:, axis]
+    n = brain.shape[axis]
+    c0 = centroid[axis]
+    best_c, best_score = c0, -1.0
+    for c in np.arange(c0 - search_mm / spacing, c0 + search_mm / spacing + 0.25, 0.5):
+        mirrored = np.rint(2 * c - coords).astype(int)
+        ok = (mirrored >= 0) & (mirrored < n)
+        mirrored_idx = idx[ok].copy()
+        mirrored_idx[:, axis] = mirrored[ok]
+        score = brain[tuple(mirrored_idx.T)].sum() / len(idx)
+        if score > best_score + 1e-9:
+            best_c, best_score = c, score
+    point = centroid.copy()
+    point[axis] = best_c
+    return float(geometry.index_to_physical(point)[0])
+
+
+def head_masks(ct_hu: np.ndarray, geometry: Geometry, *, bone_hu: float = BONE_HU, air_hu: float = AIR_HU,
+               soft_range: tuple[float, float] = SOFT_TISSUE_HU, margin_mm: float = 2.0,
+               inner_table_mm: float = 2.0, bone_reach_mm: float = 8.0) -> HeadMasks:
+    """Brain, skull, air, ventricle and inner-table masks and the midline of a head CT in HU.
+
+    Args:
+        ct_hu: CT volume ``[z, y, x]`` in Hounsfield units, with the skull (convert Cormack units first).
+        geometry: its geometry.
+        bone_hu: bone threshold (see :data:`BONE_HU` for why 250 and not 300+).
+        air_hu: air threshold.
+        soft_range: HU window of brain tissue.
+        margin_mm: the brain mask keeps this far from bone (drops the blurred brain/bone boundary).
+        inner_table_mm: thickness of the brain's outer shell that forms the inner table (at least one voxel).
+        bone_reach_mm: shell voxels count as inner table when bone is within ``margin_mm + bone_reach_mm``.
+
+    Returns:
+        the :class:`HeadMasks`.
+
+    Raises:
+        InputError: not 3D, NaN, not in HU (e.g. Cormack units), or no skull or brain found.
+    """
+    hu = _check_volume(ct_hu, "head_masks").astype(np.float32, copy=False)
+    if _looks_like_raw_ct(hu):
+        raise InputError(
+            f"the CT does not look like Hounsfield units (minimum {hu.min():.0f}, 99th percentile "
+            f"{np.percentile(hu, 99):.0f}; air should be about -1000)", where="head_masks",
+            fix="convert it first: cormack_to_hu() for Cormack units, or subtract 1024 from unsigned raw values")
+    skull = hu >= bone_hu
+    # Isolated bright specks (calcifications, contrast, noise) are not skull: drop components under 1 ml.
+    labels, n = ndimage.label(skull, structure=np.ones((3, 3, 3), bool))
+    if n:
+        sizes = np.bincount(labels.ravel()) * geometry.voxel_volume_ml
+        sizes[0] = 0.0
+        skull = (sizes >= 1.0)[labels]
+    if skull.sum() * geometry.voxel_volume_ml < 20.0:
+        raise InputError(
+            f"no skull found (only {skull.sum() * geometry.voxel_volume_ml:.1f} ml above {bone_hu:.0f} HU)",
+            where="head_masks", fix="pass a head CT with the skull (not skull-stripped); for a skull-stripped CT "
+            "use brain_mask() and give the brain mask alone to the hemorrhage synthesis")
+    air = hu < air_hu
+    brain = _ct_brain(hu, geometry, skull, margin_mm=margin_mm, soft_range=soft_range)
+    if brain.sum() * geometry.voxel_volume_ml < 50.0:
+        raise InputError(f"the brain found is too small ({brain.sum() * geometry.voxel_volume_ml:.1f} ml)",
+                         where="head_masks", fix="check that the volume is a head CT in HU with the whole brain")
+    midline_x = estimate_midline_x(brain, geometry)
+    # The brain's outer shell where it faces bone (not the foramen magnum or the orbits). Bone reach is generous
+    # because on the blurred template the brain ends ~4-6 mm from the 250 HU bone edge (~2-3 mm on a real CT).
+    shell = brain & (distance_mm(brain, geometry) <= max(inner_table_mm, max(geometry.spacing)) + 1e-3)
+    inner_table = shell & (distance_mm(~skull, geometry) <= margin_mm + bone_reach_mm)
+    ventricles = _ventricles(hu, geometry, brain, midline_x)
+    return HeadMasks(brain=brain, skull=skull, air=air, ventricles=ventricles, inner_table=inner_table,
+                     midline_x=midline_x)
+
+
+def _ventricles(hu: np.ndarray, geometry: Geometry, brain: np.ndarray, midline_x: float) -> np.ndarray:
+    """CSF-like regions deep in the brain and near the midline (lateral, third and fourth ventricles)."""
+    depth = distance_mm(brain, geometry)
+    x_phys = physical_coordinate(geometry, brain.shape, 0)
+    # Deep: away from the cortical sulci (CSF on the surface); central: lateral ventricles lie within ~35 mm of
+    # the midline.
+    central = brain & (depth >= 15.0) & (np.abs(x_phys - midline_x) <= 35.0)
+    if not central.any():
+        return np.zeros(brain.shape, bool)
+    voxel_ml = geometry.voxel_volume_ml
+    central_ml = central.sum() * voxel_ml
+    # Half-way between CSF (the darkest deep voxels) and the deep white/grey matter (the median), capped to the
+    # CSF window: ~15 HU on a real CT, ~12 HU on the partial-volumed template.
+    csf, tissue = np.percentile(hu[central], [0.5, 50.0])
+    first = float(np.clip((csf + tissue) / 2.0, VENTRICLE_HU[0] + 5.0, VENTRICLE_HU[1]))
+    for threshold in (first, first - 2.0, first - 4.0, first - 6.0):
+        candidate = central & (hu <= threshold) & (hu >= VENTRICLE_HU[0] - 20.0)
+        labels, n = ndimage.label(candidate, structure=np.ones((3, 3, 3), bool))
+        if n == 0:
+            continue
+        sizes = np.bincount(labels.ravel()) * voxel_ml
+        sizes[0] = 0.0
+        mask = (sizes >= 0.2)[labels]
+        # Compact: not a large share of the deep brain (a larger one means the threshold leaked into white matter).
+        if mask.any() and mask.sum() * voxel_ml <= 0.25 * central_ml:
+            return mask
+    return np.zeros(brain.shape, bool)
+
+
+def physical_coordinate(geometry: Geometry, shape: tuple[int, ...], component: int) -> np.ndarray:
+    """Physical coordinate ``component`` (0 = x, 1 = y, 2 = z; mm, LPS) of every voxel of a grid, as float32.
+
+    Args:
+        geometry: grid geometry.
+        shape: array shape ``(z, y, x)``.
+        component: 0, 1 or 2 for x (patient left is +x), y (posterior is +y) or z (superior is +z).
+    """
+    m = geometry.direction_matrix * np.asarray(geometry.spacing)[None, :]  # physical = m @ ijk + origin
+    row = m[component]
+    k = np.arange(shape[0], dtype=np.float32)[:, None, None] * row[2]
+    j = np.arange(shape[1], dtype=np.float32)[None, :, None] * row[1]
+    i = np.arange(shape[2], dtype=np.float32)[None, None, :] * row[0]
+    return (k + j + i + geometry.origin[component]).astype(np.float32)
+
+
+def brain_mask(case_or_array: Case | np.ndarray, geometry: Geometry | None = None, *,
+               modality: Modality | str | None = None) -> np.ndarray:
+    """Boolean brain mask of an MR or CT volume, by thresholds and morphology.
+
+    MR: skull-stripped data (a constant background around the brain) keeps voxels above 1% of the robust
+    maximum; otherwise Otsu foreground, largest component, holes filled, gaps closed. CT (HU): soft tissue
+    inside the skull (see :func:`head_masks`); a skull-stripped CT (no bone) keeps the non-background voxels.
+
+    Args:
+        case_or_array: a :class:`Case` (its stored ``brain_mask`` is returned when set, else its first channel
+            is used) or a 3D array ``[z, y, x]``.
+        geometry: the array's geometry (taken from the case for a :class:`Case`).
+        modality: ``MR`` or ``CT``; defaults to the case's modality, required for an array.
+
+    Returns:
+        boolean array ``[z, y, x]``.
+
+    Raises:
+        InputError: missing geometry/modality, not 3D, NaN, constant, or a CT not in HU.
+    """
+    if isinstance(case_or_array, Case):
+        case = case_or_array
+        if case.brain_mask is not None:
+            return np.asarray(case.brain_mask, dtype=bool).copy()
+        geometry = case.geometry
+        modality = case.modality if modality is None else modality
+        image = next(iter(case.channels.values()))
+    else:
+        image = case_or_array
+        if geometry is None:
+            raise InputError("brain_mask needs the geometry of the array", where="brain_mask",
+                             fix="pass geometry=... (or a Case)")
+        if modality is None:
+            raise InputError("brain_mask needs the modality of the array", where="brain_mask",
+                             fix="pass modality='MR' or modality='CT'")
+    try:
+        modality = Modality(modality)
+    except ValueError:
+        raise InputError(f"unknown modality {modality!r}", where="brain_mask", fix="use 'MR' or 'CT'") from None
+    image = _check_volume(image, "brain_mask").astype(np.float32, copy=False)
+    if modality is Modality.MR:
+        return _mr_brain_mask(image, geometry)
+    if _looks_like_raw_ct(image):
+        raise InputError("the CT does not look like Hounsfield units", where="brain_mask",
+                         fix="convert it first: cormack_to_hu() for Cormack units, or subtract 1024 from raw values")
+    if (image >= BONE_HU).sum() * geometry.voxel_volume_ml < 20.0:
+        # Skull-stripped CT: everything that differs from the constant background (usually 0 HU).
+        values, counts = np.unique(image, return_counts=True)
+        background = values[int(np.argmax(counts))]
+        mask = largest_component(np.abs(image - background) > 1e-3)
+        mask = ndimage.binary_closing(mask, structure=_ball(2.0 * max(geometry.spacing), geometry))
+        return _fill_holes(largest_component(mask))
+    return head_masks(image, geometry).brain
+
+
+def head_masks_from_brain(brain: np.ndarray, geometry: Geometry, *, shell_mm: float = 2.0) -> HeadMasks:
+    """:class:`HeadMasks` for a brain mask alone (MR, or a skull-stripped CT): no skull, air or ventricles known.
+
+    The inner table is taken as the brain's outer shell (``shell_mm`` thick, at least one voxel), i.e. the brain
+    is assumed to fill the skull; the midline comes from the mask's mirror symmetry.
+
+    Args:
+        brain: boolean brain mask ``[z, y, x]``.
+        geometry: its geometry.
+        shell_mm: thickness of the shell that stands in for the inner table.
+    """
+    brain = np.asarray(brain, dtype=bool)
+    if brain.ndim != 3 or not brain.any():
+        raise InputError(f"the brain mask must be a non-empty 3D array, got shape {brain.shape} with "
+                         f"{int(brain.sum())} voxels set", where="head_masks_from_brain",
+                         fix="pass the brain mask of the case (see brain_mask())")
+    shell = brain & (distance_mm(brain, geometry) <= max(shell_mm, max(geometry.spacing)) + 1e-3)
+    empty = np.zeros(brain.shape, bool)
+    return HeadMasks(brain=brain, skull=empty, air=empty.copy(), ventricles=empty.copy(), inner_table=shell,
+                     midline_x=estimate_midline_x(brain, geometry))

@@ -1,0 +1,123 @@
+"""The Python API: the same verbs as the CLI (``synthesize``, ``train``, ``evaluate``, ``export_dicom``, ``info``,
+``demo``), for scripts and Slicer's Python console.
+
+Example:
+    >>> import SyntheticImagingLib as si                              # doctest: +SKIP
+    >>> real = si.load_dataset("Resources/SampleData/brats2018_2mm")  # doctest: +SKIP
+    >>> out = si.synthesize("lesion-insertion", 4, data=real, out="synth")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .cases import Case
+from .errors import InputError
+from .generators.base import MODEL_CARD, Generator, create_generator, load_generator, read_card
+from .io.datasets import Dataset, load_dataset, write_dataset
+from .lesions.controls import LesionControls
+from .progress import ProgressCallback, Reporter, as_reporter
+from .tasks import TaskPreset
+
+__all__ = ["synthesize", "get_generator", "info", "SAMPLE_DATA", "sample_dataset", "sample_ct_head"]
+
+#: The bundled sample data (see ``Resources/SampleData/PROVENANCE.md``).
+SAMPLE_DATA = Path(os.environ.get("SYNTHETIC_IMAGING_SAMPLE_DATA",
+                                  Path(__file__).resolve().parents[1] / "Resources" / "SampleData"))
+
+
+def sample_dataset() -> Dataset:
+    """The bundled BraTS 2018 sample (10 cases, FLAIR + T1 + whole tumour, 2 mm)."""
+    return load_dataset(SAMPLE_DATA / "brats2018_2mm", layout="brats")
+
+
+def sample_ct_head() -> Case:
+    """The bundled head-CT template with skull, in HU (2 mm), as a lesion-free background case."""
+    from .cases import HEMORRHAGE_LABELS, LesionKind, Modality
+    from .io.images import read_image
+
+    ct, geometry = read_image(SAMPLE_DATA / "ct_head" / "CT.nii.gz")
+    return Case(case_id="ct_head_template", channels={"CT": ct}, geometry=geometry, modality=Modality.CT,
+                lesion_kind=LesionKind.HEMORRHAGE, label_table=HEMORRHAGE_LABELS)
+
+
+def _cases(data: Dataset | Sequence[Case] | str | os.PathLike[str] | None) -> list[Case]:
+    if data is None:
+        return []
+    if isinstance(data, (str, os.PathLike)):
+        data = load_dataset(data)
+    return list(data)
+
+
+def get_generator(generator: str | os.PathLike[str] | Generator, *, task: str | TaskPreset | None = None,
+                  data: Dataset | Sequence[Case] | str | os.PathLike[str] | None = None,
+                  progress: Reporter | ProgressCallback | None = None, **config: Any) -> Generator:
+    """A ready generator: an instance as is, a saved generator folder, or a training-free family fitted on ``data``.
+
+    Args:
+        generator: a :class:`Generator`, a folder with a model card, or a family name.
+        task: task preset (for a family name; default ``brain-tumor-mri``).
+        data: real reference cases for training-free families.
+        progress: progress callback or reporter.
+        **config: family settings.
+    """
+    if isinstance(generator, Generator):
+        return generator
+    path = Path(generator)
+    if (path / MODEL_CARD).exists() or path.is_dir():
+        read_card(path)  # clear error for a folder that is not a generator
+        return load_generator(path)
+    gen = create_generator(str(generator), task=task or "brain-tumor-mri", **config)
+    if gen.trainable:
+        raise InputError(f"generator {gen.family!r} must be trained first",
+                         fix=f"run `synthetic-imaging train --generator {gen.family} ...` and pass its output folder")
+    cases = _cases(data)
+    if not cases:
+        raise InputError(f"generator {gen.family!r} needs real reference cases", fix="pass data=... (--data)")
+    return gen.fit(cases, progress=progress)
+
+
+def synthesize(generator: str | os.PathLike[str] | Generator, n: int, *, seed: int = 0,
+               controls: LesionControls | None = None, task: str | None = None,
+               data: Dataset | Sequence[Case] | str | os.PathLike[str] | None = None,
+               out: str | os.PathLike[str] | None = None, label_format: str = "nii.gz", overwrite: bool = False,
+               progress: Reporter | ProgressCallback | None = None, **config: Any) -> list[Case] | Path:
+    """Synthesize ``n`` labelled cases.
+
+    Args:
+        generator: a generator, a saved generator folder, or a training-free family name.
+        n: number of cases.
+        seed: random seed (same seed, same cases).
+        controls: lesion count/size/location/kind (default: the task's lesion kind).
+        task: task preset for a family name.
+        data: real reference cases for a training-free family.
+        out: write a dataset folder here (with ``dataset.json``) and return its path; None: return the cases.
+        label_format: ``nii.gz``, ``nrrd`` or ``seg.nrrd``.
+        overwrite: replace an existing output folder.
+        progress: progress callback or reporter.
+        **config: family settings.
+    """
+    if n < 1:
+        raise InputError(f"number of cases must be >= 1, got {n}")
+    reporter = as_reporter(progress)
+    gen = get_generator(generator, task=task, data=data, progress=reporter, **config)
+    if controls is None:
+        controls = LesionControls(kind=gen.task.lesion_kind)
+    cases = gen.synthesize(n, seed=seed, controls=controls, progress=reporter)
+    if out is None:
+        return list(cases)
+    info = {"synthetic": True, "generator": gen.card(), "seed": seed, "controls": controls.to_dict()}
+    return write_dataset(cases, out, label_format=label_format, info=info, overwrite=overwrite)
+
+
+def info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a dataset or a generator folder holds."""
+    path = Path(path)
+    if path.is_dir() and (path / MODEL_CARD).exists():
+        return {"kind": "generator", **read_card(path)}
+    ds = load_dataset(path)
+    return {"kind": "dataset", **ds.describe()}
+

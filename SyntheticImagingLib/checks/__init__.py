@@ -1,0 +1,7 @@
+"""Checks of a synthetic set against real cases (see :mod:`.base`). Importing this package registers them."""
+
+from .base import PROFILES, CheckContext, CheckResult, Profile, available_checks, get_check, register_check
+
+__all__ = ["CheckContext", "CheckResult", "Profile", "PROFILES", "available_checks", "get_check", "register_check"]
+
+from . import utility  # noqa: E402,F401  (registers the utility check)

@@ -1,0 +1,236 @@
+"""The command line: ``synthetic-imaging`` (or ``python -m SyntheticImagingLib``).
+
+Every command reports progress as bars (default), as JSON lines (``--progress json``, one object per line,
+read by the Slicer module; the last line is ``{"type": "result", ...}`` or ``{"type": "error", ...}``) or not at
+all. Errors the user can fix exit with code 2 and one clear message; Ctrl-C (or SIGTERM) cancels cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import CancelledError, SyntheticImagingError
+from .lesions.controls import LesionControls
+from .progress import BarRenderer, JsonLinesRenderer, Reporter
+
+__all__ = ["main", "build_parser"]
+
+
+def _volume(text: str) -> float | tuple[float, float]:
+    try:
+        if ":" in text:
+            low, high = text.split(":", 1)
+            return float(low), float(high)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ML or LOW:HIGH in ml, got {text!r}") from None
+
+
+def _point(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected X,Y,Z in mm, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _add_lesion_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("lesion controls")
+    g.add_argument("--lesion-count", type=int, default=1, help="lesions per case (default 1)")
+    g.add_argument("--lesion-volume", type=_volume, default=None, help="ml, or LOW:HIGH range")
+    g.add_argument("--location", type=_point, default=None, help="centre near X,Y,Z (mm, LPS); default random")
+    g.add_argument("--side", choices=("any", "left", "right"), default="any")
+    g.add_argument("--subregions", action="store_true", help="tumour core + edema labels")
+    g.add_argument("--subtypes", default=None,
+                   help="hemorrhage subtypes, comma-separated (intraparenchymal,intraventricular,subarachnoid,"
+                   "subdural,epidural)")
+    g.add_argument("--shape-variety", type=float, default=0.5, help="0 smooth .. 1 irregular")
+    g.add_argument("--no-templates", action="store_true", help="do not reuse real lesion masks as shapes")
+
+
+def _controls(args: argparse.Namespace, kind: str) -> LesionControls:
+    kwargs: dict[str, Any] = {"kind": kind, "count": args.lesion_count, "side": args.side,
+                              "subregions": args.subregions, "shape_variety": args.shape_variety,
+                              "use_templates": not args.no_templates}
+    if args.lesion_volume is not None:
+        kwargs["volume_ml"] = args.lesion_volume
+    if args.location is not None:
+        kwargs["location"] = args.location
+    if args.subtypes:
+        kwargs["subtypes"] = tuple(s.strip() for s in args.subtypes.split(",") if s.strip())
+    return LesionControls(**kwargs)
+
+
+def _cmd_demo(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .demo import run_demo
+
+    return run_demo(args.out, n=args.n, seed=args.seed, overwrite=args.overwrite, progress=reporter)
+
+
+def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .api import get_generator
+    from .io.datasets import load_dataset, write_dataset
+
+    data = load_dataset(args.data, layout=args.layout) if args.data else None
+    gen = get_generator(args.generator, task=args.task, data=data, progress=reporter)
+    controls = _controls(args, gen.task.lesion_kind.value)
+    cases = gen.synthesize(args.n, seed=args.seed, controls=controls, progress=reporter)
+    info = {"synthetic": True, "generator": gen.card(), "seed": args.seed, "controls": controls.to_dict()}
+    out = write_dataset(cases, args.out, label_format=args.label_format, info=info, overwrite=args.overwrite)
+    return {"out": str(out), "cases": args.n, "generator": gen.name}
+
+
+def _cmd_info(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .api import info
+
+    return info(args.path)
+
+
+def _cmd_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .io.datasets import load_dataset
+    from .training import train_generator
+
+    data = load_dataset(args.data, layout=args.layout)
+    gen = train_generator(data, task=args.task, family=args.generator, out_dir=args.out, steps=args.steps,
+                          batch_size=args.batch_size, device=args.device, resume=args.resume, seed=args.seed,
+                          progress=reporter)
+    return {"out": str(args.out), "generator": gen.name, "training": gen.training}
+
+
+def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .checks.evaluate import evaluate
+    from .io.datasets import load_dataset
+
+    synthetic = [load_dataset(p) for p in args.synthetic]
+    report = evaluate(load_dataset(args.real_train, layout=args.layout),
+                      load_dataset(args.real_test, layout=args.layout),
+                      synthetic[0] if len(synthetic) == 1 else synthetic, out_dir=args.out,
+                      checks=tuple(c.strip() for c in args.checks.split(",") if c.strip()), profile=args.profile,
+                      device=args.device, seed=args.seed, progress=reporter)
+    return {"out": str(args.out), "summary": {k: v.get("summary") for k, v in report.get("checks", {}).items()}}
+
+
+def _cmd_export_dicom(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .export import export_dicom_dataset
+    from .io.datasets import load_dataset
+
+    def progress(done: int, total: int, message: str) -> None:
+        reporter.report("export-dicom", done, total, message)
+
+    paths = export_dicom_dataset(list(load_dataset(args.input)), args.out, patient_prefix=args.patient_prefix,
+                                 zip_output=args.zip, progress=progress)
+    return {"out": str(args.out), "studies": [str(p) for p in paths]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs and the fuzz tests)."""
+    parser = argparse.ArgumentParser(prog="synthetic-imaging", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                        help="progress as bars (stderr), JSON lines (stdout) or nothing")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[..., dict[str, Any]], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("demo", _cmd_demo, "run the main job on the bundled sample data")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n", type=int, default=4, help="cases per synthetic set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = command("synthesize", _cmd_synthesize, "synthesize labelled cases")
+    p.add_argument("--generator", required=True,
+                   help="a trained generator folder, or a training-free family (lesion-insertion, label-to-image)")
+    p.add_argument("--data", help="real reference dataset (training-free families)")
+    p.add_argument("--layout", default=None, help="dataset file layout (auto, brats)")
+    p.add_argument("--task", default=None, help="brain-tumor-mri or head-hemorrhage-ct (family names only)")
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--label-format", choices=("nii.gz", "nrrd", "seg.nrrd"), default="nii.gz")
+    p.add_argument("--overwrite", action="store_true")
+    _add_lesion_args(p)
+
+    p = command("info", _cmd_info, "what a dataset or generator folder holds")
+    p.add_argument("path", type=Path)
+
+    p = command("train", _cmd_train, "train a generator on labelled real cases")
+    p.add_argument("--data", required=True)
+    p.add_argument("--layout", default=None)
+    p.add_argument("--task", required=True, choices=("brain-tumor-mri", "head-hemorrhage-ct"))
+    p.add_argument("--generator", required=True, help="family: gan3d or diffusion")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("evaluate", _cmd_evaluate, "utility, fidelity and privacy checks against real cases")
+    p.add_argument("--real-train", required=True)
+    p.add_argument("--real-test", required=True)
+    p.add_argument("--synthetic", required=True, nargs="+", help="one or more synthetic datasets (ranked)")
+    p.add_argument("--layout", default=None)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--checks", default="utility,fidelity,privacy")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = command("export-dicom", _cmd_export_dicom, "export a synthetic dataset as DICOM studies (image + SEG)")
+    p.add_argument("--input", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--patient-prefix", default="SYNTH")
+    p.add_argument("--zip", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 user error, 130 cancelled)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    json_out = JsonLinesRenderer() if args.progress == "json" else None
+    bars = BarRenderer() if args.progress == "bar" else None
+    cancel = threading.Event()
+    reporter = Reporter(json_out or bars, cancel=cancel)
+
+    def on_signal(signum: int, frame: object) -> None:
+        cancel.set()  # jobs stop at their next step, after their last complete checkpoint
+
+    previous = signal.signal(signal.SIGTERM, on_signal) if threading.current_thread() is threading.main_thread() \
+        else None
+    try:
+        result = args.handler(args, reporter)
+    except (SyntheticImagingError, KeyboardInterrupt) as err:
+        if bars:
+            bars.close()
+        cancelled = isinstance(err, (CancelledError, KeyboardInterrupt))
+        message = "cancelled" if cancelled else str(err)
+        if json_out:
+            json_out.stream.write(json.dumps({"type": "error", "message": message, "cancelled": cancelled}) + "\n")
+        print(f"synthetic-imaging: {'' if cancelled else 'error: '}{message}", file=sys.stderr)
+        return 130 if cancelled else 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if bars:
+        bars.close()
+    if json_out:
+        json_out.result(**result)
+    else:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+

@@ -1,0 +1,171 @@
+"""The generator interface and registry: adding a generator family is adding a file.
+
+A family subclasses :class:`Generator`, sets ``family`` and ``version``, and registers itself with
+:func:`register_generator`. Every family is used the same way::
+
+    gen = create_generator("label-to-image", task="brain-tumor-mri")
+    gen.fit(real_cases)                      # training-free families only collect references
+    for case in gen.synthesize(4, seed=0, controls=LesionControls(volume_ml=30)):
+        ...
+    gen.save("model_dir"); gen = load_generator("model_dir")
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..cases import Case
+from ..errors import CheckpointError, InputError
+from ..io.atomic import write_json
+from ..lesions.controls import LesionControls
+from ..progress import ProgressCallback, Reporter
+from ..tasks import TaskPreset, get_task
+
+__all__ = ["Generator", "register_generator", "create_generator", "load_generator", "read_card", "available_generators",
+           "MODEL_CARD", "library_version"]
+
+#: The model card's file name inside a generator folder.
+MODEL_CARD = "model_card.json"
+
+_REGISTRY: dict[str, type[Generator]] = {}
+
+
+def library_version() -> str:
+    """The installed SyntheticImagingLib version."""
+    from .. import __version__
+
+    return __version__
+
+
+class Generator(abc.ABC):
+    """A family of generators of labelled cases.
+
+    Args:
+        task: task preset name or object (modality, channels, lesion kind, grid).
+        config: family-specific settings (JSON-serialisable), recorded in the model card.
+    """
+
+    family: ClassVar[str]
+    version: ClassVar[str] = "1"
+    trainable: ClassVar[bool] = False
+
+    def __init__(self, *, task: str | TaskPreset = "brain-tumor-mri", **config: Any) -> None:
+        self.task = get_task(task) if isinstance(task, str) else task
+        self.config: dict[str, Any] = {**self.default_config(), **config}
+        unknown = set(config) - set(self.default_config())
+        if unknown:
+            raise InputError(f"unknown settings for generator {self.family!r}: {sorted(unknown)}",
+                             fix=f"known settings: {sorted(self.default_config())}")
+        self.training: dict[str, Any] = {}
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """The family's settings and their defaults."""
+        return {}
+
+    @abc.abstractmethod
+    def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
+            out_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> Generator:
+        """Learn from real labelled cases (training-free families keep references only). Returns ``self``."""
+
+    @abc.abstractmethod
+    def synthesize(self, n: int, *, seed: int = 0, controls: LesionControls | None = None,
+                   progress: Reporter | ProgressCallback | None = None) -> Iterator[Case]:
+        """Yield ``n`` new labelled cases, reproducibly for a given ``seed``."""
+
+    @abc.abstractmethod
+    def _save_state(self, directory: Path) -> dict[str, Any]:
+        """Write the family's own files into ``directory``; return card entries describing them."""
+
+    @abc.abstractmethod
+    def _load_state(self, directory: Path, card: Mapping[str, Any]) -> None:
+        """Read what :meth:`_save_state` wrote."""
+
+    def card(self) -> dict[str, Any]:
+        """The self-description written beside the weights."""
+        return {"family": self.family, "family_version": self.version, "library_version": library_version(),
+                "task": self.task.name, "config": self.config, "training": self.training}
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the generator (state files, then the model card last: a folder without card is incomplete)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = self._save_state(directory)
+        card = {**self.card(), "files": files, "saved": datetime.datetime.now(datetime.UTC).isoformat()}
+        write_json(directory / MODEL_CARD, card)
+        return directory
+
+    @property
+    def name(self) -> str:
+        """``family`` plus version, for reports and DICOM derivation descriptions."""
+        return f"{self.family}/{self.version}"
+
+
+def register_generator(cls: type[Generator]) -> type[Generator]:
+    """Class decorator adding a family to the registry."""
+    _REGISTRY[cls.family] = cls
+    return cls
+
+
+def _ensure_builtin() -> None:
+    # importing the package registers the built-in families
+    from .. import generators  # noqa: F401
+
+
+def available_generators() -> list[str]:
+    """Registered family names."""
+    _ensure_builtin()
+    return sorted(_REGISTRY)
+
+
+def create_generator(family: str, *, task: str | TaskPreset = "brain-tumor-mri", **config: Any) -> Generator:
+    """A new, unfitted generator of ``family``."""
+    _ensure_builtin()
+    if family not in _REGISTRY:
+        raise InputError(f"unknown generator family {family!r}", fix=f"use one of {sorted(_REGISTRY)}")
+    return _REGISTRY[family](task=task, **config)
+
+
+def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model card of a generator folder, with a clear error when absent or broken."""
+    path = Path(directory) / MODEL_CARD
+    if not path.exists():
+        raise CheckpointError("no model card: this is not a (complete) generator folder", where=str(directory),
+                              fix="point at a folder written by `synthetic-imaging train` or Generator.save")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"model card cannot be read ({err})", where=str(path)) from None
+    if not isinstance(card, dict) or "family" not in card:
+        raise CheckpointError("model card has no 'family'", where=str(path))
+    return card
+
+
+def load_generator(directory: str | os.PathLike[str], *,
+                   on_card: Callable[[dict[str, Any]], None] | None = None) -> Generator:
+    """Load a saved generator, checking its card against the registry (family and version)."""
+    _ensure_builtin()
+    directory = Path(directory)
+    card = read_card(directory)
+    family = card["family"]
+    if family not in _REGISTRY:
+        raise CheckpointError(f"generator family {family!r} is not known to this version",
+                              where=str(directory), fix=f"known families: {sorted(_REGISTRY)}")
+    cls = _REGISTRY[family]
+    if str(card.get("family_version")) != str(cls.version):
+        raise CheckpointError(
+            f"checkpoint is {family} version {card.get('family_version')}, this library reads version {cls.version}",
+            where=str(directory), fix="retrain with this version, or install the library version that wrote it "
+            f"({card.get('library_version')})")
+    if on_card:
+        on_card(card)
+    gen = cls(task=card["task"], **card.get("config", {}))
+    gen.training = dict(card.get("training", {}))
+    gen._load_state(directory, card)
+    return gen

@@ -1,0 +1,543 @@
+"""Label-conditioned 3D GAN (Shin et al. 2018, pix2pix-style; SPADE option): lesion label + brain mask -> image.
+
+The generator maps a one-hot lesion label and a brain (anatomy) mask to all image channels of the task (MRI
+FLAIR + T1, or CT) in network units; a conditional PatchGAN critic sees (condition, image) pairs. Losses:
+least-squares adversarial (:class:`monai.losses.PatchAdversarialLoss`) + L1 to the real image (+ optional
+feature matching on the critic's features). Networks are MONAI's: ``architecture="unet"``
+(:class:`monai.networks.nets.UNet`) or ``"spade"`` (:class:`monai.networks.nets.spade_network.SPADEDecoder`,
+where the label modulates every normalisation layer), critic :class:`monai.networks.nets.PatchDiscriminator`.
+
+Paired with the lesion-mask synthesis it makes new image + label pairs: :meth:`GAN3DGenerator.synthesize` picks a
+real anatomy background (a training brain mask kept in the model folder as a uint8 mask, never an image), draws a
+new lesion label there, and renders the image. The label of every output is the conditioning mask exactly.
+:meth:`GAN3DGenerator.resynthesize` re-renders a real case with its lesion moved, resized or removed, blending the
+rendered region into the real image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import SlidingWindowInferer
+from monai.losses import PatchAdversarialLoss
+from monai.networks.nets import PatchDiscriminator, UNet
+from monai.networks.nets.spade_network import SPADEDecoder
+from scipy import ndimage
+from torch import nn
+
+from ..cases import Case, Geometry, LabelTable, Modality
+from ..errors import InputError, LabelError
+from ..lesions.controls import LesionControls
+from ..preprocessing import IntensityMap
+from ..progress import ProgressCallback, Reporter, as_reporter
+from ..training import checkpoints, prepare_training_data, training_card
+from ..training.data import (
+    GridSettings,
+    PreparedCase,
+    TrainingData,
+    data_fingerprint,
+    load_masks,
+    one_hot_label,
+    prepare_case,
+    save_masks,
+)
+from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
+from .base import Generator, register_generator
+
+__all__ = ["GAN3DGenerator", "new_lesion_label", "edit_label"]
+
+
+class _SPADEGenerator(nn.Module):
+    """MONAI's SPADE decoder with the call signature of the U-Net (condition in, image out)."""
+
+    def __init__(self, decoder: SPADEDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.decoder(cond)
+
+
+def new_lesion_label(brain: np.ndarray, geometry: Geometry, controls: LesionControls, *, rng: np.random.Generator,
+                     templates: Sequence[tuple[np.ndarray, Geometry]] = ()) -> tuple[np.ndarray, LabelTable, Any]:
+    """A new lesion label inside ``brain`` from the project's lesion synthesis (imported when first needed).
+
+    Args:
+        brain: anatomy background (boolean ``[z, y, x]``).
+        geometry: its geometry.
+        controls: what lesions to draw.
+        rng: random generator.
+        templates: real lesion masks usable as shapes.
+
+    Returns:
+        ``(label, label table, per-lesion info)``.
+    """
+    try:
+        from ..lesions.compose import make_lesion_label
+    except ImportError as err:
+        raise InputError(f"the lesion-mask synthesis is not available in this installation ({err})",
+                         fix="install the complete SyntheticImagingLib, or pass your own labels to generate()") \
+            from None
+    return make_lesion_label(brain, geometry, controls, rng=rng, templates=list(templates))
+
+
+def _index_offset(geometry: Geometry, offset_mm: Sequence[float]) -> np.ndarray:
+    """A physical displacement (x, y, z mm) as an index displacement (z, y, x voxels)."""
+    ijk = np.linalg.solve(geometry.direction_matrix, np.asarray(offset_mm, float)) / np.asarray(geometry.spacing)
+    return ijk[::-1]
+
+
+def edit_label(label: np.ndarray, brain: np.ndarray, geometry: Geometry, edit: str, *,
+               offset_mm: Sequence[float] | None = None, size_factor: float = 1.5,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """A lesion label moved, resized or removed, kept inside the brain.
+
+    Args:
+        label: integer label ``[z, y, x]``.
+        brain: boolean brain mask of the same grid.
+        geometry: the grid's geometry (offsets are in mm).
+        edit: ``"move"``, ``"resize"`` or ``"remove"``.
+        offset_mm: move: physical displacement (x, y, z) in mm; None: a random place inside the brain.
+        size_factor: resize: linear scale about the lesion's centre (1.5 = 3.4x the volume).
+        rng: random generator for a random move.
+
+    Raises:
+        LabelError: nothing to move/resize, or the edited lesion left the brain entirely.
+    """
+    label = np.asarray(label)
+    if edit == "remove":
+        return np.zeros_like(label, dtype=np.int16)
+    if edit not in ("move", "resize"):
+        raise InputError(f"unknown edit {edit!r}", fix="use move, resize or remove")
+    lesion = np.argwhere(label > 0)
+    if not len(lesion):
+        raise LabelError(f"the case has no lesion to {edit}", fix="use edit='remove' or a labelled case")
+    centre = lesion.mean(0)
+    if edit == "move":
+        if offset_mm is not None:
+            shift = _index_offset(geometry, offset_mm)
+        else:
+            rng = rng or np.random.default_rng(0)
+            inner = np.argwhere(ndimage.binary_erosion(brain, iterations=2) if brain.any() else brain)
+            best, best_inside = np.zeros(3), -1.0
+            for _ in range(40):  # a random target whose moved lesion stays inside the brain
+                target = inner[rng.integers(len(inner))] if len(inner) else centre
+                cand = np.round(target - centre)
+                moved = lesion + cand
+                ok = np.all((moved >= 0) & (moved < label.shape), axis=1)
+                idx = tuple(moved[ok].astype(int).T)
+                inside = float(brain[idx].sum()) / len(lesion) if ok.any() else 0.0
+                if inside > best_inside:
+                    best, best_inside = cand, inside
+                if inside > 0.97:
+                    break
+            shift = best
+        out = ndimage.shift(label.astype(np.int16), shift, order=0, mode="constant", cval=0)
+    else:
+        if size_factor <= 0:
+            raise InputError(f"size factor must be positive, got {size_factor}")
+        matrix = np.eye(3) / float(size_factor)
+        out = ndimage.affine_transform(label.astype(np.int16), matrix, offset=centre - matrix @ centre, order=0,
+                                       mode="constant", cval=0)
+    out = np.where(brain, out, 0).astype(np.int16)
+    if not out.any():
+        raise LabelError(f"the {edit}d lesion lies entirely outside the brain", fix="use a smaller move or size")
+    return out
+
+
+def _blend_weight(region: np.ndarray, geometry: Geometry, margin_mm: float) -> np.ndarray:
+    """1 inside ``region``, falling linearly to 0 at ``margin_mm`` outside it."""
+    if not region.any():
+        return np.zeros(region.shape, np.float32)
+    if margin_mm <= 0:
+        return region.astype(np.float32)
+    d = ndimage.distance_transform_edt(~region, sampling=geometry.spacing_zyx)
+    return np.clip(1.0 - d / margin_mm, 0.0, 1.0).astype(np.float32)
+
+
+@register_generator
+class GAN3DGenerator(Generator):
+    """Label-conditioned 3D GAN (see the module docstring).
+
+    Args:
+        task: task preset (modality, channels, labels, grid).
+        **config: settings (see :meth:`default_config`); ``spacing``/``shape`` override the task's grid.
+
+    Example:
+        >>> gen = GAN3DGenerator(task="brain-tumor-mri", spacing=[4, 4, 4], shape=[40, 48, 40])  # doctest: +SKIP
+        >>> gen.fit(cases, settings=TrainSettings(steps=200), out_dir="model")  # doctest: +SKIP
+        >>> case = next(gen.synthesize(1, seed=0))  # doctest: +SKIP
+    """
+
+    family = "gan3d"
+    version = "1"
+    trainable = True
+
+    def __init__(self, *, task: Any = "brain-tumor-mri", **config: Any) -> None:
+        super().__init__(task=task, **config)
+        self.grid = GridSettings.from_task(self.task, spacing=self.config["spacing"], shape=self.config["shape"])
+        self.patch_size = tuple(int(s) for s in (self.config["patch_size"] or self.grid.shape))
+        self._check_config()
+        self.net: nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.references: list[tuple[np.ndarray, Geometry]] = []
+        self.templates: list[tuple[np.ndarray, Geometry]] = []
+        self.intensity: IntensityMap | None = None
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Settings: grid, networks, losses, optimiser, synthesis.
+
+        * ``architecture``: ``"unet"`` or ``"spade"``.
+        * ``spacing`` / ``shape``: model grid (None: the task's); ``patch_size``: training crop and sliding-window
+          size (None: whole volumes).
+        * ``channels``, ``num_res_units``: U-Net widths per level and residual units.
+        * ``spade_channels``, ``spade_hidden``: SPADE decoder widths (coarse to fine) and modulation width.
+        * ``disc_channels``, ``disc_layers``: PatchGAN width and depth.
+        * ``lambda_l1``, ``lambda_adv``, ``lambda_fm``: loss weights (L1, adversarial, feature matching).
+        * ``lr_g``, ``lr_d``, ``beta1``: Adam settings.
+        * ``augment``: flips and gains; ``keep_lesion_templates``: keep training lesion masks as shapes.
+        * ``sw_overlap``: sliding-window overlap; ``blend_margin_mm``: resynthesize() blend width.
+        """
+        return {"architecture": "unet", "spacing": None, "shape": None, "patch_size": None,
+                "channels": [16, 32, 64, 128], "num_res_units": 1, "spade_channels": [64, 32, 16],
+                "spade_hidden": 32, "disc_channels": 16, "disc_layers": 3, "lambda_l1": 100.0, "lambda_adv": 1.0,
+                "lambda_fm": 0.0, "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "augment": True,
+                "keep_lesion_templates": True, "sw_overlap": 0.25, "blend_margin_mm": 8.0}
+
+    # -- networks -----------------------------------------------------------------------------------------------
+
+    @property
+    def in_channels(self) -> int:
+        """One-hot label channels + the brain mask."""
+        return len(self.grid.label_values) + 1
+
+    def _check_config(self) -> None:
+        c = self.config
+        if c["architecture"] not in ("unet", "spade"):
+            raise InputError(f"unknown GAN architecture {c['architecture']!r}", fix="use unet or spade")
+        depth = 2 ** (len(c["channels"]) - 1) if c["architecture"] == "unet" else 2 ** len(c["spade_channels"])
+        if any(p % depth for p in self.patch_size):
+            raise InputError(f"the {c['architecture']} generator needs sizes divisible by {depth}; the patch/grid is "
+                             f"{self.patch_size}", fix="choose shape/patch_size divisible by it")
+        if any(p > s for p, s in zip(self.patch_size, self.grid.shape)):
+            raise InputError(f"patch size {self.patch_size} exceeds the grid {self.grid.shape}")
+        if min(self.patch_size) < 2 ** (int(c["disc_layers"]) + 1):
+            raise InputError(f"a {c['disc_layers']}-layer patch critic needs patches of at least "
+                             f"{2 ** (int(c['disc_layers']) + 1)} voxels per side, got {self.patch_size}",
+                             fix="lower disc_layers or enlarge shape/patch_size")
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        """Fresh generator and critic (CPU)."""
+        c = self.config
+        n_out = len(self.grid.channels)
+        if c["architecture"] == "unet":
+            gen: nn.Module = UNet(spatial_dims=3, in_channels=self.in_channels, out_channels=n_out,
+                                  channels=list(c["channels"]), strides=[2] * (len(c["channels"]) - 1),
+                                  num_res_units=int(c["num_res_units"]), norm="INSTANCE")
+        else:
+            gen = _SPADEGenerator(SPADEDecoder(spatial_dims=3, out_channels=n_out, label_nc=self.in_channels,
+                                               input_shape=list(self.patch_size), channels=list(c["spade_channels"]),
+                                               is_vae=False, spade_intermediate_channels=int(c["spade_hidden"]),
+                                               last_act=None))
+        disc = PatchDiscriminator(spatial_dims=3, channels=int(c["disc_channels"]),
+                                  in_channels=self.in_channels + n_out, out_channels=1,
+                                  num_layers_d=int(c["disc_layers"]), norm="INSTANCE")
+        return {"generator": gen, "discriminator": disc}
+
+    def condition(self, label: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+        """Generator input ``[B, labels + 1, ...]`` from labels ``[B, 1, ...]`` and brain masks ``[B, 1, ...]``."""
+        return torch.cat([one_hot_label(label, self.grid.label_values), brain.float()], dim=1)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """Valid network-unit range of the images (MR up to 1.5x the 99.5th percentile; CT [-1, 1])."""
+        return (-1.0, 2.0) if self.grid.modality == Modality.MR else (-1.0, 1.0)
+
+    def render(self, cond: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """Run the generator on a condition tensor, by sliding window when it exceeds the patch size."""
+        net = net or self._require_net()
+        if tuple(cond.shape[2:]) == self.patch_size:
+            out = net(cond)
+        else:
+            inferer = SlidingWindowInferer(roi_size=self.patch_size, sw_batch_size=1,
+                                           overlap=float(self.config["sw_overlap"]), mode="gaussian")
+            out = inferer(cond, net)
+        return out.float().clamp(*self.output_range)  # no tanh: clamp to the range the intensity map inverts
+
+    def _require_net(self) -> nn.Module:
+        if self.net is None or self.intensity is None:
+            raise InputError("this generator is not trained", where=self.name,
+                             fix="train it (fit / `synthetic-imaging train`) or load a trained folder")
+        return self.net
+
+    def to(self, device: str | torch.device) -> GAN3DGenerator:
+        """Move the network to ``device`` (``auto``, ``cpu``, ``cuda``) for synthesis. Returns ``self``."""
+        self.device = resolve_device(device)
+        if self.net is not None:
+            self.net.to(self.device)
+        return self
+
+    # -- training -----------------------------------------------------------------------------------------------
+
+    def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
+            out_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+            settings: TrainSettings | None = None, validation: Sequence[Case] | None = None) -> GAN3DGenerator:
+        """Train on labelled cases (checkpoints in ``out_dir/checkpoints``; previews in ``out_dir/validation``).
+
+        Args:
+            cases: training cases (a lazy dataset is fine; preprocessed results are cached).
+            progress: reporter or callback (stages ``prepare`` and ``train``); its cancel stops after a checkpoint.
+            out_dir: folder for checkpoints and previews (None: neither).
+            resume: continue from the checkpoint in ``out_dir``.
+            settings: steps, batch size, device, AMP, seed (default :class:`TrainSettings`).
+            validation: held-out cases rendered at previews (``val_l1`` and lesion contrast are reported).
+        """
+        settings = settings or TrainSettings()
+        reporter = as_reporter(progress)
+        prepared, val = prepare_training_data(cases, validation, self.grid, settings, reporter)
+        if not any(p.label.any() for p in prepared):
+            raise LabelError("no training case has a lesion voxel; the GAN cannot learn what a lesion looks like",
+                             fix="train on labelled cases")
+        fingerprint = data_fingerprint(cases, prepared, self.grid)
+        data = TrainingData(prepared, seed=settings.seed, augment=bool(self.config["augment"]),
+                            patch_size=self.patch_size)
+        program = _GANProgram(self, val or prepared[:1], fingerprint)
+        trainer = Trainer(settings=settings, progress=reporter,
+                          checkpoint_dir=Path(out_dir) / "checkpoints" if out_dir is not None else None)
+        result = trainer.run(program, data, resume=resume)
+        self.net = result.modules["generator"].eval()
+        self.device = torch.device(result.device)
+        self.references = [(p.brain, p.geometry) for p in prepared]
+        self.templates = [(p.label > 0, p.geometry) for p in prepared if p.label.any()] \
+            if self.config["keep_lesion_templates"] else []
+        self.intensity = IntensityMap.mean_of([p.intensity for p in prepared])
+        self.training = training_card(settings, result, fingerprint)
+        return self
+
+    # -- state --------------------------------------------------------------------------------------------------
+
+    def _save_state(self, directory: Path) -> dict[str, Any]:
+        net = self._require_net()
+        files: dict[str, Any] = {
+            "weights": checkpoints.save_weights(directory, family=self.family, state={"generator": net.state_dict()}),
+            "references": save_masks(directory / "references.npz", self.references),
+            "intensity": self.intensity.to_dict() if self.intensity else None,
+            "versions": checkpoints.software_versions(),
+        }
+        if self.templates:
+            files["templates"] = save_masks(directory / "lesion_templates.npz", self.templates)
+        return files
+
+    def _load_state(self, directory: Path, card: Mapping[str, Any]) -> None:
+        files = card.get("files", {})
+        net = self.build_networks()["generator"]
+        weights = checkpoints.load_weights(directory, files.get("weights", {}), family=self.family,
+                                           expected=checkpoints.tensor_spec({"generator": net.state_dict()}))
+        net.load_state_dict(weights["modules"]["generator"])
+        self.net = net.eval()
+        self.references = load_masks(directory, files.get("references", {}))
+        self.templates = load_masks(directory, files["templates"]) if files.get("templates") else []
+        self.intensity = IntensityMap.from_dict(files["intensity"])
+
+    # -- synthesis ----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, label: np.ndarray, brain_mask: np.ndarray, geometry: Geometry, *, case_id: str = "gan3d",
+                 label_table: LabelTable | None = None, intensity: IntensityMap | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> Case:
+        """Render the image of one label map on an anatomy background; the output label is ``label`` exactly.
+
+        Args:
+            label: integer label ``[z, y, x]`` (values among the task's labels).
+            brain_mask: boolean anatomy mask of the same shape.
+            geometry: the grid's geometry (kept as the output's geometry).
+            case_id: id of the new case.
+            label_table: names of the label values (default: the task's).
+            intensity: map back to physical units (default: the training set's median map).
+            metadata: extra provenance.
+        """
+        net = self._require_net()
+        label = np.asarray(label)
+        brain = np.asarray(brain_mask, dtype=bool)
+        if label.ndim != 3 or label.shape != brain.shape:
+            raise InputError(f"label {label.shape} and brain mask {brain.shape} must be 3D arrays of one shape")
+        unknown = sorted(set(np.unique(label).tolist()) - {0} - set(self.grid.label_values))
+        if unknown:
+            raise LabelError(f"label values {unknown} are unknown to this model (it knows {self.grid.label_values})",
+                             fix="merge them into the model's labels (e.g. whole tumour), or train on them")
+        lab = torch.from_numpy(label.astype(np.int64))[None, None].to(self.device)
+        cond = self.condition(lab, torch.from_numpy(brain)[None, None].to(self.device))
+        image = self.render(cond, net)[0].cpu().numpy()
+        imap = intensity or self.intensity
+        assert imap is not None
+        channels = {c: imap.inverse_array(image[i], c) for i, c in enumerate(self.grid.channels)}
+        return Case(case_id=case_id, channels=channels, geometry=geometry, modality=self.task.modality,
+                    lesion_kind=self.task.lesion_kind, label=label.astype(np.int16),
+                    label_table=label_table or self.task.label_table, brain_mask=brain,
+                    metadata={"generator": self.name, "synthetic": True, **dict(metadata or {})})
+
+    def synthesize(self, n: int, *, seed: int = 0, controls: LesionControls | None = None,
+                   progress: Reporter | ProgressCallback | None = None) -> Iterator[Case]:
+        """New cases: a training anatomy background, a new lesion label from ``controls``, the rendered image.
+
+        Args:
+            n: number of cases.
+            seed: makes the draws (background, lesions) reproducible.
+            controls: lesion controls (default: the task's lesion kind with default sizes).
+            progress: reporter or callback (stage ``synthesize``).
+        """
+        self._require_net()
+        if not self.references:
+            raise InputError("this generator has no anatomy references", where=self.name, fix="retrain it")
+        reporter = as_reporter(progress)
+        controls = controls or LesionControls(kind=self.task.lesion_kind)
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            k = int(rng.integers(len(self.references)))
+            brain, geometry = self.references[k]
+            templates = self.templates if controls.use_templates else []
+            label, table, infos = new_lesion_label(brain, geometry, controls, rng=rng, templates=templates)
+            case = self.generate(label, brain, geometry, case_id=f"{self.family}-s{seed}-{i:04d}",
+                                 label_table=table, metadata={"seed": seed, "index": i, "reference": k,
+                                                              "controls": controls.to_dict(),
+                                                              "lesions": _plain(infos)})
+            reporter.report("synthesize", i + 1, n, case.case_id)
+            yield case
+
+    @torch.no_grad()
+    def resynthesize(self, case: Case, *, edit: str = "move", offset_mm: Sequence[float] | None = None,
+                     size_factor: float = 1.5, seed: int = 0, blend: bool = True) -> Case:
+        """Re-render a real case with its lesion moved, resized or removed.
+
+        The case is put on the model grid; its label is edited (:func:`edit_label`); the generator renders the
+        edited label on the case's own brain mask; with ``blend`` only the region around the old and new lesion
+        (plus ``blend_margin_mm``) is replaced, the rest stays the real image. Output intensities use the case's
+        own intensity map; the output label is the edited label exactly; the geometry is the case's model grid.
+
+        Args:
+            case: a real labelled case of the task's modality and channels.
+            edit: ``"move"``, ``"resize"`` or ``"remove"``.
+            offset_mm: move: displacement (x, y, z) in mm (None: a random place in the brain).
+            size_factor: resize: linear scale factor.
+            seed: for a random move.
+            blend: keep the real image outside the edited region.
+        """
+        self._require_net()
+        p = prepare_case(case, self.grid)
+        new_label = edit_label(p.label, p.brain, p.geometry, edit, offset_mm=offset_mm, size_factor=size_factor,
+                               rng=np.random.default_rng(seed))
+        lab = torch.from_numpy(new_label.astype(np.int64))[None, None].to(self.device)
+        cond = self.condition(lab, torch.from_numpy(p.brain)[None, None].to(self.device))
+        rendered = self.render(cond)[0].cpu().numpy()
+        if blend:
+            w = _blend_weight((p.label > 0) | (new_label > 0), p.geometry, float(self.config["blend_margin_mm"]))
+            rendered = w[None] * rendered + (1.0 - w[None]) * p.image
+        channels = {c: p.intensity.inverse_array(rendered[i], c) for i, c in enumerate(self.grid.channels)}
+        return Case(case_id=f"{case.case_id}-{edit}", channels=channels, geometry=p.geometry,
+                    modality=self.task.modality, lesion_kind=self.task.lesion_kind, label=new_label,
+                    label_table=case.label_table, brain_mask=p.brain,
+                    metadata={"generator": self.name, "synthetic": True, "source_case": case.case_id, "edit": edit,
+                              "offset_mm": list(offset_mm) if offset_mm is not None else None,
+                              "size_factor": size_factor if edit == "resize" else None, "blended": blend})
+
+
+class _GANProgram(TrainingProgram):
+    """One pix2pix step: generator (adversarial + L1 [+ feature matching]), then the critic."""
+
+    def __init__(self, gen: GAN3DGenerator, val: Sequence[PreparedCase], fingerprint: Mapping[str, Any]) -> None:
+        self.gen = gen
+        self.val = list(val)[:2]
+        self.fingerprint = dict(fingerprint)
+        self.adv = PatchAdversarialLoss(criterion="least_squares")
+
+    def signature(self) -> dict[str, Any]:
+        return {"family": self.gen.family, "family_version": self.gen.version, "task": self.gen.task.name,
+                "config": self.gen.config, "data": self.fingerprint}
+
+    def build(self) -> dict[str, nn.Module]:
+        return self.gen.build_networks()
+
+    def make_optimizers(self, modules: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        c = self.gen.config
+        betas = (float(c["beta1"]), 0.999)
+        return {"generator": torch.optim.Adam(modules["generator"].parameters(), lr=float(c["lr_g"]), betas=betas),
+                "discriminator": torch.optim.Adam(modules["discriminator"].parameters(), lr=float(c["lr_d"]),
+                                                  betas=betas)}
+
+    def train_step(self, ctx: StepContext, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        c = self.gen.config
+        cond = self.gen.condition(batch["label"], batch["brain"])
+        real = batch["image"]
+        disc_raw = ctx.raw["discriminator"]
+        with ctx.autocast():
+            fake = ctx.modules["generator"](cond)
+        # generator step: the critic is frozen and called unwrapped (no gradient sync for it here)
+        disc_raw.requires_grad_(False)
+        with ctx.autocast():
+            feats_fake = disc_raw(torch.cat([cond, fake], 1))
+            loss_adv = self.adv(feats_fake[-1], target_is_real=True, for_discriminator=False)
+        loss_l1 = F.l1_loss(fake.float(), real)
+        loss_g = float(c["lambda_adv"]) * loss_adv.float() + float(c["lambda_l1"]) * loss_l1
+        loss_fm = torch.zeros((), device=real.device)
+        if float(c["lambda_fm"]) > 0:
+            with torch.no_grad(), ctx.autocast():
+                feats_real = disc_raw(torch.cat([cond, real], 1))
+            loss_fm = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(feats_fake[:-1], feats_real[:-1]))
+            loss_g = loss_g + float(c["lambda_fm"]) * loss_fm
+        ctx.optimize(loss_g, "generator")
+        disc_raw.requires_grad_(True)
+        # critic step: one forward over real and fake pairs (one DDP call per step)
+        n = real.shape[0]
+        with ctx.autocast():
+            logits = ctx.modules["discriminator"](torch.cat([torch.cat([cond, real], 1),
+                                                             torch.cat([cond, fake.detach()], 1)], 0))[-1]
+            loss_d = 0.5 * (self.adv(logits[:n], target_is_real=True, for_discriminator=True)
+                            + self.adv(logits[n:], target_is_real=False, for_discriminator=True))
+        ctx.optimize(loss_d.float(), "discriminator")
+        return {k: float(v.detach()) for k, v in (("loss_g", loss_g), ("loss_l1", loss_l1), ("loss_adv", loss_adv),
+                                                   ("loss_fm", loss_fm), ("loss_d", loss_d))}
+
+    def validate(self, ctx: StepContext) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        arrays: dict[str, np.ndarray] = {}
+        l1s, ratios = [], []
+        for i, p in enumerate(self.val):
+            lab = torch.from_numpy(p.label.astype(np.int64))[None, None].to(ctx.device)
+            cond = self.gen.condition(lab, torch.from_numpy(p.brain)[None, None].to(ctx.device))
+            with ctx.autocast():
+                fake = self.gen.render(cond, ctx.raw["generator"])[0].cpu().numpy()
+            l1s.append(float(np.abs(fake - p.image).mean()))
+            lesion, normal = p.label > 0, p.brain & (p.label == 0)
+            if lesion.any() and normal.any():  # first channel's lesion/normal contrast, physical units
+                phys = p.intensity.inverse_array(fake[0], self.gen.grid.channels[0])
+                ratios.append(float(phys[lesion].mean() / max(phys[normal].mean(), 1e-6)))
+            for j, name in enumerate(self.gen.grid.channels):
+                arrays[f"val{i}_{name}"] = fake[j].astype(np.float16)
+            arrays[f"val{i}_label"] = p.label.astype(np.uint8)
+        metrics = {"val_l1": float(np.mean(l1s))} if l1s else {}
+        if ratios:
+            metrics["val_lesion_ratio"] = float(np.mean(ratios))
+        return arrays, metrics
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy of lesion info (dataclasses, numpy values)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 16 else f"array{list(value.shape)}"
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
