@@ -1,8 +1,8 @@
 """The main job on the bundled sample data: ``synthetic-imaging demo --out DIR``.
 
 Loads the sample cases, synthesizes labelled tumour MRI (two training-free families) and hemorrhage CT
-(several subtypes on a real head-CT anatomy), writes each set as a dataset folder with ``dataset.json`` and
-returns where everything is. Each later capability (trained generators, checks, DICOM export) adds its step here.
+(several subtypes on a real head-CT anatomy), writes each set as a dataset folder with ``dataset.json``, exports
+them as DICOM studies (image series + SEG, marked synthetic) and returns where everything is. Each later capability (trained generators, checks, DICOM export) adds its step here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .api import sample_ct_head, sample_dataset, synthesize
+from .export import export_dicom_dataset
 from .io.atomic import write_json
+from .io.datasets import load_dataset
 from .lesions.controls import HEMORRHAGE_SUBTYPES, LesionControls
 from .progress import ProgressCallback, Reporter, as_reporter
 
@@ -57,7 +59,13 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
                       task="head-hemorrhage-ct", data=ct, out=out / "ct_hemorrhage_lesion_insertion",
                       overwrite=overwrite, progress=reporter.child("ct:lesion-insertion"))
     outputs["ct_hemorrhage_lesion-insertion"] = str(path)
-    summary = {"out": str(out), "outputs": outputs, "real_train": DEMO_TRAIN_IDS, "real_test": DEMO_TEST_IDS,
+
+    dicom = reporter.child("dicom")
+    studies = export_dicom_dataset(
+        [*load_dataset(outputs["mri_tumor_lesion-insertion"]), *load_dataset(path)], out / "dicom",
+        patient_prefix="SYNTHDEMO", progress=lambda done, total, msg: dicom.report("export", done, total, msg))
+    outputs["dicom"] = str(out / "dicom")
+    summary = {"out": str(out), "outputs": outputs, "dicom_studies": len(studies), "real_train": DEMO_TRAIN_IDS, "real_test": DEMO_TEST_IDS,
                "seconds": round(time.monotonic() - started, 1)}
     write_json(out / "demo_summary.json", summary)
     return summary

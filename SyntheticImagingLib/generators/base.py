@@ -165,7 +165,14 @@ def load_generator(directory: str | os.PathLike[str], *,
             f"({card.get('library_version')})")
     if on_card:
         on_card(card)
-    gen = cls(task=card["task"], **card.get("config", {}))
-    gen.training = dict(card.get("training", {}))
-    gen._load_state(directory, card)
+    try:
+        gen = cls(task=card["task"], **card.get("config", {}))
+        gen.training = dict(card.get("training", {}))
+        gen._load_state(directory, card)
+    except CheckpointError:
+        raise
+    except (InputError, KeyError, TypeError, ValueError, AttributeError, IndexError, OSError) as err:
+        raise CheckpointError(f"the generator folder is incomplete or inconsistent with its model card "
+                              f"({type(err).__name__}: {str(err)[:160]})", where=str(directory),
+                              fix="re-save the generator, or retrain it") from None
     return gen

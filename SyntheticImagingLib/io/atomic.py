@@ -19,7 +19,21 @@ from typing import Any
 
 from ..errors import ResourceError
 
-__all__ = ["atomic_file", "atomic_dir", "write_json", "os_error_to_resource_error"]
+__all__ = ["atomic_file", "atomic_dir", "write_json", "os_error_to_resource_error", "write_failure"]
+
+
+def write_failure(path: Path, detail: str) -> ResourceError:
+    """A clear error for a writer that failed without an OS error number (ITK raises RuntimeError)."""
+    try:
+        st = os.statvfs(path.parent)
+        if st.f_flag & os.ST_RDONLY:
+            return os_error_to_resource_error(OSError(errno.EROFS, "read-only file system"), path)
+        if st.f_bavail * st.f_frsize < 16 * 1024 * 1024:
+            return os_error_to_resource_error(OSError(errno.ENOSPC, "no space left"), path)
+    except OSError:
+        pass
+    return ResourceError(f"could not write ({detail[:200]}); nothing was written", where=str(path),
+                         fix="check free disk space and write permission of the output folder")
 
 
 def os_error_to_resource_error(err: OSError, path: Path) -> ResourceError:

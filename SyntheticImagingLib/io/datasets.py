@@ -268,11 +268,15 @@ def _from_json(path: Path, layout: DatasetLayout, allow_outside_root: bool, sect
                                    fix="correct the path in dataset.json (paths are relative to its folder)")
         case_id = str(item.get("id") or _stem(Path(images[0])))
         entries.append(CaseEntry(case_id, paths, label_path, dict(item.get("metadata", {}))))
-    labels = own.get("label_table") or data.get("labels")
-    table = LabelTable.from_dict(labels) if isinstance(labels, dict) else layout.label_table
-    modality = own.get("modality") or layout.modality
-    return Dataset(entries, modality=modality, lesion_kind=own.get("lesion_kind", layout.lesion_kind),
-                   label_table=table, root=root, info=data)
+    try:
+        labels = own.get("label_table") or data.get("labels")
+        table = LabelTable.from_dict(labels) if isinstance(labels, dict) else layout.label_table
+        modality = own.get("modality") or layout.modality
+        return Dataset(entries, modality=modality, lesion_kind=own.get("lesion_kind", layout.lesion_kind),
+                       label_table=table, root=root, info=data)
+    except (ValueError, TypeError) as err:
+        raise DatasetError(f"dataset.json has an invalid label table, modality or lesion kind ({err})", where=where,
+                           fix='labels as {"1": "tumor"}, modality MR or CT, lesion_kind tumor or hemorrhage') from None
 
 
 def _from_folder(root: Path, layout: DatasetLayout) -> Dataset:

@@ -11,6 +11,7 @@ identifying value of the source (no names, ids, dates, UIDs, descriptions or pat
 from __future__ import annotations
 
 import os
+import struct
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from ..cases import HEMORRHAGE_LABELS, TUMOR_LABELS, Case, Geometry, LesionKind, Modality
 from ..errors import InputError, UnreadableFileError
@@ -42,6 +43,11 @@ SUPPORTED_TRANSFER_SYNTAXES = {
 }
 
 
+#: What pydicom raises for malformed files or values (besides its own InvalidDicomError).
+_PARSE_ERRORS = (InvalidDicomError, BytesLengthException, ValueError, TypeError, AttributeError, KeyError,
+                 IndexError, OverflowError, NotImplementedError, struct.error)
+
+
 def _headers(folder: Path) -> tuple[list[tuple[Path, pydicom.Dataset]], int]:
     """Headers of the image files of ``folder`` and the number of DICOM files that are not 3D-placeable images."""
     out = []
@@ -51,7 +57,7 @@ def _headers(folder: Path) -> tuple[list[tuple[Path, pydicom.Dataset]], int]:
             continue
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError, AttributeError, KeyError, TypeError):
+        except (*_PARSE_ERRORS, OSError, EOFError):
             continue  # not a DICOM file (README, thumbnails): skipped, as DICOM browsers do
         if "SeriesInstanceUID" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
             out.append((f, ds))
@@ -62,6 +68,16 @@ def _headers(folder: Path) -> tuple[list[tuple[Path, pydicom.Dataset]], int]:
 
 def _read_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry, list[pydicom.Dataset]]:
     """Checked read of one series: array ``[z, y, x]``, geometry, and the slice headers in array order."""
+    try:
+        return _read_series_unguarded(folder)
+    except _PARSE_ERRORS as err:
+        # pydicom decodes values lazily: a corrupt value surfaces when read, as one of many exception types
+        raise UnreadableFileError(f"a DICOM header is corrupt or holds an invalid value ({type(err).__name__}: "
+                                  f"{str(err)[:160]})", where=str(folder),
+                                  fix="re-export the series from the scanner or PACS") from None
+
+
+def _read_series_unguarded(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry, list[pydicom.Dataset]]:
     folder = Path(folder)
     where = str(folder)
     if not folder.is_dir():

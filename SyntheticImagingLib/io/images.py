@@ -9,11 +9,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..cases import Geometry
-from ..errors import InputError, UnreadableFileError
-from .atomic import atomic_file
+from ..errors import InputError, ResourceError, UnreadableFileError
+from .atomic import atomic_file, write_failure
 from .nifti_check import check_nifti
 
-__all__ = ["read_image", "write_image", "to_sitk", "from_sitk", "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "write_image", "to_sitk", "from_sitk", "IMAGE_SUFFIXES", "MAX_VOXELS"]
+
+#: Largest volume read by default (voxels x components): 1024^3, 4 GiB as float32.
+MAX_VOXELS = int(os.environ.get("SYNTHETIC_IMAGING_MAX_VOXELS", 1024**3))
 
 #: File name endings read as single images (a folder is read as a DICOM series).
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -45,11 +48,22 @@ def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
     return image
 
 
-def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
+def _check_size(reader: sitk.ImageFileReader, path: Path, max_voxels: int) -> None:
+    size = reader.GetSize()
+    n = int(np.prod([max(int(s), 1) for s in size], dtype=np.float64)) * reader.GetNumberOfComponents()
+    if n > max_voxels:
+        raise ResourceError(
+            f"the volume has {n:,} voxels (size {tuple(size)}), more than the {max_voxels:,} allowed",
+            where=str(path), fix="crop or downsample it first, or raise max_voxels (SYNTHETIC_IMAGING_MAX_VOXELS) "
+            "if the machine has the memory")
+
+
+def read_image(path: str | os.PathLike[str], *, max_voxels: int = MAX_VOXELS) -> tuple[np.ndarray, Geometry]:
     """Read a 3D image file or DICOM series folder.
 
     Args:
         path: ``.nii[.gz]``, ``.nrrd``, ``.mha``/``.mhd`` file, or a folder holding one DICOM series.
+        max_voxels: refuse larger volumes (checked from the header, before reading voxels).
 
     Returns:
         the voxel array ``[z, y, x]`` (native dtype) and its geometry.
@@ -57,6 +71,7 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
     Raises:
         UnreadableFileError: missing, truncated or corrupt file.
         InputError: not a 3D scalar volume.
+        ResourceError: more than ``max_voxels`` voxels.
     """
     path = Path(path)
     if path.is_dir():
@@ -67,15 +82,26 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
         raise UnreadableFileError("file not found", where=str(path), fix="check the path and the name pattern")
     if path.name.endswith((".nii", ".nii.gz")):
         check_nifti(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()  # header only: refuse absurd sizes before any allocation
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
-        raise UnreadableFileError(
-            f"cannot be read as an image: it is truncated, corrupt or not an image file ({first[:200]})",
-            where=str(path), fix="re-export or re-download the file; supported: " + ", ".join(IMAGE_SUFFIXES)
-            + " and DICOM series folders") from None
+        raise _unreadable(path, err) from None
+    _check_size(reader, path, max_voxels)
+    try:
+        image = reader.Execute()
+    except RuntimeError as err:
+        raise _unreadable(path, err) from None
     return from_sitk(image, where=str(path))
+
+
+def _unreadable(path: Path, err: RuntimeError) -> UnreadableFileError:
+    first = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown reason"
+    return UnreadableFileError(
+        f"cannot be read as an image: it is truncated, corrupt or not an image file ({first[:200]})",
+        where=str(path), fix="re-export or re-download the file; supported: " + ", ".join(IMAGE_SUFFIXES)
+        + " and DICOM series folders")
 
 
 def write_image(path: str | os.PathLike[str], array: np.ndarray, geometry: Geometry, *,
@@ -90,5 +116,8 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, geometry: Geome
         array = array.astype(np.uint8)
     image = to_sitk(array, geometry)
     with atomic_file(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=compress)
+        except RuntimeError as err:
+            raise write_failure(path, str(err).strip().splitlines()[-1] if str(err).strip() else "") from None
     return path
