@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
 from ..cases import HEMORRHAGE_LABELS, TUMOR_LABELS, Case, Geometry, LesionKind, Modality
-from ..errors import InputError, UnreadableFileError
+from ..errors import InputError, SyntheticImagingError, UnreadableFileError
 from .images import from_sitk
 
 __all__ = ["read_dicom_series", "read_dicom_case", "SUPPORTED_TRANSFER_SYNTAXES"]
@@ -70,6 +70,8 @@ def _read_series(folder: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry, 
     """Checked read of one series: array ``[z, y, x]``, geometry, and the slice headers in array order."""
     try:
         return _read_series_unguarded(folder)
+    except SyntheticImagingError:
+        raise
     except _PARSE_ERRORS as err:
         # pydicom decodes values lazily: a corrupt value surfaces when read, as one of many exception types
         raise UnreadableFileError(f"a DICOM header is corrupt or holds an invalid value ({type(err).__name__}: "

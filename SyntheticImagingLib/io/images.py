@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from ..cases import Geometry
 from ..errors import InputError, ResourceError, UnreadableFileError
 from .atomic import atomic_file, write_failure
-from .nifti_check import check_nifti
+from .header_checks import check_header
 
 __all__ = ["read_image", "write_image", "to_sitk", "from_sitk", "IMAGE_SUFFIXES", "MAX_VOXELS"]
 
@@ -80,8 +80,7 @@ def read_image(path: str | os.PathLike[str], *, max_voxels: int = MAX_VOXELS) ->
         return read_dicom_series(path)
     if not path.exists():
         raise UnreadableFileError("file not found", where=str(path), fix="check the path and the name pattern")
-    if path.name.endswith((".nii", ".nii.gz")):
-        check_nifti(path)
+    check_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..anatomy import HeadMasks, distance_mm, estimate_midline_x
+from ..anatomy import HeadMasks, distance_mm, estimate_midline_x, head_masks_from_brain
 from ..cases import TUMOR_LABELS, TUMOR_SUBREGION_LABELS, Geometry, LabelTable, LesionKind
 from ..errors import InputError
 from .controls import LesionControls
@@ -111,6 +111,9 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
     occupied = np.zeros(brain.shape, bool)
     infos: list[dict[str, Any]] = []
     low, high = controls.volume_range
+    if not tumor and head is None:
+        # Derived once (inner table = brain shell, midline, cached depth fields) for all lesions of the case.
+        head = head_masks_from_brain(brain, geometry)
     midline = head.midline_x if head is not None else None
 
     for index in range(controls.count):
@@ -144,7 +147,7 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
                 whole = lesion > 0
             else:
                 subtype = str(controls.subtypes[int(rng.integers(len(controls.subtypes)))])
-                whole = synthesize_hemorrhage_mask(head if head is not None else brain, geometry, subtype=subtype,
+                whole = synthesize_hemorrhage_mask(head, geometry, subtype=subtype,
                                                    volume_ml=volume, side=controls.side, center_xyz=center,
                                                    shape_variety=controls.shape_variety, rng=rng, exclude=exclude)
                 value = table.value_of(f"{subtype} hemorrhage")

@@ -94,8 +94,12 @@ def synthesize_hemorrhage_mask(masks: HeadMasks | np.ndarray, geometry: Geometry
     n = voxel_count(volume_ml, geometry, where=where)
     voxel_ml = geometry.voxel_volume_ml
     allowed = head.brain & ~head.skull & ~head.air
+    taken = 0
     if exclude is not None:
-        allowed &= ~check_mask(exclude, name="exclusion mask", where=where, shape=head.shape)
+        exclude = check_mask(exclude, name="exclusion mask", where=where, shape=head.shape)
+        # Other lesions count against the lesion burden cap.
+        taken = int((exclude & head.brain).sum())
+        allowed &= ~exclude
     if subtype in ("intraparenchymal", "subdural", "epidural") and side == "any":
         side = "left" if rng.random() < 0.5 else "right"
     if side != "any":
@@ -105,7 +109,7 @@ def synthesize_hemorrhage_mask(masks: HeadMasks | np.ndarray, geometry: Geometry
         return _intraventricular(head, allowed, geometry, n=n, side=side, center_xyz=center_xyz,
                                  shape_variety=shape_variety, rng=rng, where=where)
 
-    max_n = min(int(MAX_LESION_FRACTION * head.brain.sum()), int(allowed.sum()))
+    max_n = max(0, min(int(MAX_LESION_FRACTION * head.brain.sum()) - taken, int(allowed.sum())))
     if n > max_n:
         raise InputError(
             f"requested {subtype} hemorrhage volume {volume_ml:.3g} ml is too large: at most {max_n * voxel_ml:.3g} ml "

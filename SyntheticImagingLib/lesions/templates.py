@@ -7,11 +7,12 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from ..anatomy import distance_mm, estimate_midline_x
+from ..anatomy import estimate_midline_x
 from ..cases import Geometry
 from ..errors import InputError
 from .shapes import (
     MAX_LESION_FRACTION,
+    approx_depth_mm,
     check_mask,
     fit_to_count,
     hemisphere,
@@ -69,7 +70,7 @@ def template_lesion(template_mask: np.ndarray, template_geometry: Geometry, brai
     if exclude is not None:
         allowed &= ~check_mask(exclude, name="exclusion mask", where=where, shape=brain.shape)
     voxel_ml = geometry.voxel_volume_ml
-    max_n = min(int(MAX_LESION_FRACTION * brain.sum()), int(allowed.sum()))
+    max_n = max(0, min(int(MAX_LESION_FRACTION * brain.sum()) - int((brain & ~allowed).sum()), int(allowed.sum())))
     if n > max_n:
         raise InputError(f"requested lesion volume {volume_ml:.3g} ml is too large for this brain: at most "
                          f"{max_n * voxel_ml:.3g} ml is possible", where=where, fix="ask for a smaller volume")
@@ -87,7 +88,7 @@ def template_lesion(template_mask: np.ndarray, template_geometry: Geometry, brai
     rotation = random_rotation(rng)
 
     # New centre: away from the brain's edge (like a tumour centre), or near the requested point.
-    depth = distance_mm(np.pad(allowed, 1), geometry)[1:-1, 1:-1, 1:-1]
+    depth = approx_depth_mm(allowed, geometry)
     r_eq = (3.0 * n * voxel_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
     candidates = allowed
     if side != "any":
@@ -98,33 +99,39 @@ def template_lesion(template_mask: np.ndarray, template_geometry: Geometry, brai
     center = np.asarray(pick_voxel(candidates, geometry, rng=rng, center_xyz=center_xyz, where=where))
     center_phys = geometry.index_to_physical(center)
 
+    # Target index (z, y, x) -> template index as one affine map (plus the displacement), evaluated by broadcasting
+    # 1D index ranges: target physical p = P i + o; template index = Q (c_t + R^T (p + u - c) / s - o_t).
+    to_phys = (geometry.direction_matrix * np.asarray(geometry.spacing)[None, :])[:, ::-1]
+    to_t_index = np.linalg.inv(template_geometry.direction_matrix
+                               * np.asarray(template_geometry.spacing)[None, :])[::-1, :]
+    linear = to_t_index @ rotation.T / scale
+    matrix = linear @ to_phys
+    offset = to_t_index @ (t_centroid - np.asarray(template_geometry.origin)
+                           + rotation.T @ (np.asarray(geometry.origin) - center_phys) / scale) - lo
+
     half_mm = scale * t_radius + 3.0 * elastic_mm + 2.0 * max(geometry.spacing)
     noise_seed = int(rng.integers(2**63 - 1))
     while True:
         box = tuple(slice(max(0, int(c) - int(math.ceil(half_mm / s)) - 1),
                           min(dim, int(c) + int(math.ceil(half_mm / s)) + 2))
                     for c, s, dim in zip(center, geometry.spacing_zyx, brain.shape))
-        grid = np.stack(np.meshgrid(*[np.arange(sl.start, sl.stop) for sl in box], indexing="ij"), axis=-1)
-        points = geometry.index_to_physical(grid.reshape(-1, 3))
+        shape = tuple(sl.stop - sl.start for sl in box)
+        ranges = [np.arange(sl.start, sl.stop, dtype=np.float32).reshape([-1 if a == k else 1 for a in range(3)])
+                  for k, sl in enumerate(box)]
+        coords = [sum(float(matrix[k, a]) * ranges[a] for a in range(3)) + float(offset[k]) for k in range(3)]
         if elastic_mm > 0:
             # Smooth displacement (correlation ~ lesion radius / 2, at least 5 mm), applied in the target space.
             noise_rng = np.random.default_rng(noise_seed)
             sigma = max(5.0, 0.5 * r_eq)
-            shape = grid.shape[:3]
-            displacement = np.stack([smooth_noise(shape, geometry, sigma, noise_rng).ravel() for _ in range(3)],
-                                    axis=1)
-            points = points + elastic_mm * displacement / math.sqrt(3.0)
-        # Target point -> template point: undo the move, the rotation and the scale.
-        t_phys = t_centroid + ((points - center_phys) @ rotation) / scale
-        t_index = template_geometry.physical_to_index(t_phys) - lo[None, :]
-        values = ndimage.map_coordinates(crop, t_index.T, order=1, mode="constant", cval=0.0)
-        values = values.reshape(grid.shape[:3]).astype(np.float32)
+            u = [elastic_mm / math.sqrt(3.0) * smooth_noise(shape, geometry, sigma, noise_rng) for _ in range(3)]
+            coords = [coords[k] + sum(float(linear[k, j]) * u[j] for j in range(3)) for k in range(3)]
+        coords = [np.broadcast_to(c, shape) for c in coords]
+        values = ndimage.map_coordinates(crop, coords, order=1, mode="constant", cval=0.0).astype(np.float32)
         # Ties (inside = 1, outside = 0) are broken by a blurred copy, so trimming removes the thin edges first and
         # growing follows the template's outline outwards; a faint pull to the centre keeps the growth compact.
         blurred = ndimage.gaussian_filter(values, sigma=[3.0 / s for s in geometry.spacing_zyx])
-        offsets = (grid - center[None, None, None, :]) * np.asarray(geometry.spacing_zyx)
-        dist = np.sqrt((offsets**2).sum(axis=-1)) / max(r_eq, 1.0)
-        field = values + 0.2 * blurred - 0.01 * dist
+        dist = np.sqrt(sum(((ranges[a] - center[a]) * geometry.spacing_zyx[a]) ** 2 for a in range(3)))
+        field = values + 0.2 * blurred - 0.01 * dist / max(r_eq, 1.0)
         sub_allowed = allowed[box]
         seed_local = np.unravel_index(int(np.argmax(np.where(sub_allowed, field, -np.inf))), sub_allowed.shape)
         try:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from ..anatomy import distance_mm, estimate_midline_x
 from ..cases import Geometry
 from ..errors import InputError
 from .shapes import (
     MAX_LESION_FRACTION,
+    approx_depth_mm,
     blob,
     check_mask,
     fit_to_count,
@@ -46,15 +48,29 @@ def split_core_edema(whole: np.ndarray, geometry: Geometry, *, core_fraction: fl
     n_core = int(round(float(np.clip(core_fraction, 0.0, 1.0)) * n_whole))
     if n_core == 0:
         return label
+    # Work on the tumour's bounding box (+1 voxel): the depth inside it is all that matters.
+    nz = np.argwhere(whole)
+    box = tuple(slice(max(0, int(a) - 1), int(b) + 2) for a, b in zip(nz.min(axis=0), nz.max(axis=0)))
+    full_label = label
+    whole, label = whole[box], label[box].copy()
     depth = distance_mm(np.pad(whole, 1), geometry)[1:-1, 1:-1, 1:-1]
     r_eq = (3.0 * n_whole * geometry.voxel_volume_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
     field = depth / max(float(depth.max()), 1e-6)
     if shape_variety > 0:
         field = field + 0.3 * float(shape_variety) * smooth_noise(whole.shape, geometry, 0.3 * r_eq, rng)
     seed = tuple(int(v) for v in np.unravel_index(int(np.argmax(np.where(whole, depth, -1.0))), whole.shape))
-    core = fit_to_count(field, whole, n_core, seed=seed, voxel_ml=geometry.voxel_volume_ml, where="tumour core")
+    # Keep an edema rim of at least one voxel (up to 3 mm where the tumour is thick enough) around the core.
+    room = whole
+    for rim_mm in (3.0, 2.0 * max(geometry.spacing), 1.01 * max(geometry.spacing), 1.01 * min(geometry.spacing)):
+        inner = whole & (depth > rim_mm)
+        labels, _ = ndimage.label(inner, structure=np.ones((3, 3, 3), bool))
+        if inner[seed] and (labels == labels[seed]).sum() >= n_core:
+            room = inner
+            break
+    core = fit_to_count(field, room, n_core, seed=seed, voxel_ml=geometry.voxel_volume_ml, where="tumour core")
     label[core] = 1
-    return label
+    full_label[box] = label
+    return full_label
 
 
 def synthesize_tumor_mask(brain: np.ndarray, geometry: Geometry, *, volume_ml: float,
@@ -96,13 +112,13 @@ def synthesize_tumor_mask(brain: np.ndarray, geometry: Geometry, *, volume_ml: f
     if exclude is not None:
         allowed &= ~check_mask(exclude, name="exclusion mask", where=where, shape=brain.shape)
     voxel_ml = geometry.voxel_volume_ml
-    max_n = min(int(MAX_LESION_FRACTION * brain.sum()), int(allowed.sum()))
+    max_n = max(0, min(int(MAX_LESION_FRACTION * brain.sum()) - int((brain & ~allowed).sum()), int(allowed.sum())))
     if n > max_n:
         raise InputError(
             f"requested tumour volume {volume_ml:.3g} ml is too large for this brain: at most {max_n * voxel_ml:.3g} "
             f"ml is possible ({MAX_LESION_FRACTION:.0%} of the {brain.sum() * voxel_ml:.3g} ml brain, less other "
             "lesions)", where=where, fix="ask for a smaller volume or fewer lesions")
-    depth = distance_mm(np.pad(allowed, 1), geometry)[1:-1, 1:-1, 1:-1]
+    depth = approx_depth_mm(allowed, geometry)
     r_eq = (3.0 * n * voxel_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
     candidates = allowed & hemisphere(side, brain.shape, geometry,
                                       estimate_midline_x(brain, geometry) if side != "any" else 0.0)

@@ -17,7 +17,11 @@ def test_demo_writes_labelled_cases(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["out"] == str(out)
     kinds = set()
+    dicom = out / "dicom"
+    assert summary["dicom_studies"] == len(list(dicom.glob("*/study-*"))) > 0
     for name, path in summary["outputs"].items():
+        if name == "dicom":
+            continue
         data = json.loads((out / path.split("/")[-1] / "dataset.json").read_text())
         modality = data["synthetic_imaging"]["modality"]
         kinds.add(modality)

@@ -71,3 +71,12 @@ def test_case_with_inf_is_refused():
     a[0, 0, 0] = np.inf
     with pytest.raises(InputError, match="NaN/Inf"):
         Case(case_id="x", channels={"CT": a}, geometry=Geometry(), modality="CT").validate()
+
+
+@pytest.mark.parametrize("suffix,field", [("mha", b"NDims = 3"), ("nrrd", b"dimension: 3")])
+def test_absurd_text_header_dimensions_refused_before_itk(tmp_path, suffix, field):
+    # found by fuzzing: ITK's MetaIO reader segfaults on NDims = 999999999
+    path = write_image(tmp_path / f"x.{suffix}", np.ones((6, 7, 8), np.float32), Geometry(), compress=False)
+    path.write_bytes(path.read_bytes().replace(field, field[:-1] + b"999999999", 1))
+    with pytest.raises(UnreadableFileError, match="header is corrupt"):
+        read_image(path)
