@@ -19,19 +19,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from SyntheticImagingLib.anatomy import cormack_to_hu  # noqa: E402
 from SyntheticImagingLib.cases import Modality  # noqa: E402
 from SyntheticImagingLib.io import load_dataset, read_image, write_image  # noqa: E402
 from SyntheticImagingLib.preprocessing import crop_or_pad, resample_case  # noqa: E402
 
 SHAPE = (80, 96, 80)
-
-
-def cormack_to_hu(c: np.ndarray) -> np.ndarray:
-    """Rorden's Cormack units -> HU (see ../shared/data/README.md)."""
-    c = np.asarray(c, dtype=np.float64)
-    e = c - 900.0
-    e2 = np.where(e <= 2200.0, e / 11.0, 200.0 + (e - 2200.0))
-    return np.where(c > 900.0, 900.0 + e2 - 1024.0, c - 1024.0)
 
 
 def main() -> None:
