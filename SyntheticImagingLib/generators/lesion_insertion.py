@@ -20,12 +20,16 @@ from ..cases import Case, Modality
 from ..errors import InputError
 from ..io.datasets import load_dataset, write_dataset
 from ..lesions.controls import LesionControls
+from ..lesions.mass_effect import apply_mass_effect, mass_effect_field
 from ..progress import ProgressCallback, Reporter, as_reporter
 from .base import Generator, register_generator
 from .intensity import LesionIntensityModel, estimate_noise_sigma, partial_volume_alpha, smooth_texture
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
 
-__all__ = ["LesionInsertionGenerator", "paint_lesion"]
+__all__ = ["LesionInsertionGenerator", "paint_lesion", "PUSHING"]
+
+#: Lesion subtypes that occupy space and push the brain (the others replace CSF).
+PUSHING = frozenset({"tumor", "intraparenchymal", "subdural", "epidural"})
 
 
 def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_names: Mapping[int, str],
@@ -78,6 +82,9 @@ class LesionInsertionGenerator(Generator):
     Settings:
         hemorrhage_age: ``acute``, ``subacute`` or ``chronic`` (CT HU model).
         texture: relative strength of lesion texture.
+        mass_effect: share of a space-occupying lesion's volume pushed into the surrounding brain (0 = none);
+            tumours, intraparenchymal, subdural and epidural blood push, subarachnoid and intraventricular blood
+            take the place of CSF and do not.
     """
 
     family = "lesion-insertion"
@@ -91,7 +98,7 @@ class LesionInsertionGenerator(Generator):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"hemorrhage_age": "acute", "texture": 0.08}
+        return {"hemorrhage_age": "acute", "texture": 0.08, "mass_effect": 1.0}
 
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
             out_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> LesionInsertionGenerator:
@@ -131,12 +138,23 @@ class LesionInsertionGenerator(Generator):
             label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates)
             channels = paint_lesion(ref, new_mask, label, table.names, self.model, rng,
                                     texture=float(self.config["texture"]))
-            yield ref.case.replace(
+            case = ref.case.replace(
                 case_id=f"synth_{seed}_{i:04d}", channels=channels, label=label, label_table=table,
                 brain_mask=ref.brain,
                 metadata={"synthetic": True, "generator": self.name, "seed": seed, "index": i,
                           "background": ref.case.case_id, "lesions": infos, "controls": controls.to_dict()})
+            yield self._push(case, ref, label, infos)
             reporter.report("synthesize", i + 1, n, f"case {i + 1}/{n}")
+
+    def _push(self, case: Case, ref: Reference, label: np.ndarray, infos: list[dict[str, Any]]) -> Case:
+        """Displace the brain around space-occupying lesions; image and every label move together."""
+        strength = float(self.config["mass_effect"])
+        pushing = np.isin(label, [info["label_value"] for info in infos if info.get("subtype") in PUSHING])
+        if strength <= 0 or not pushing.any():
+            return case
+        midline_x = ref.head.midline_x if ref.head is not None else None
+        field = mass_effect_field(pushing, ref.brain, case.geometry, strength=strength, midline_x=midline_x)
+        return apply_mass_effect(case, field, lesion=pushing, midline_x=midline_x)
 
     def _save_state(self, directory: Path) -> dict[str, Any]:
         # the backgrounds are real images: the card says so, and a privacy check will find them

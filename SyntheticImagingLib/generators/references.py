@@ -74,5 +74,9 @@ def new_lesion_label(ref: Reference, controls: LesionControls, rng: np.random.Ge
     """
     label, table, infos = make_lesion_label(ref.free_anatomy(), ref.case.geometry, controls, rng=rng,
                                             templates=list(templates) if controls.use_templates else None)
-    merged, merged_table = merge_label_maps(ref.case.label, ref.case.label_table, label, table)
+    base = ref.case.label if ref.case.label is not None and ref.case.label.any() else None
+    merged, merged_table = merge_label_maps(base, ref.case.label_table if base is not None else LabelTable(),
+                                            label, table)
+    for info in infos:  # values as they are in the merged map
+        info["label_value"] = merged_table.value_of(table.names[info["label_value"]])
     return merged, merged_table, label > 0, infos
