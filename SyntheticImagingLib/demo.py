@@ -2,7 +2,7 @@
 
 Loads the sample cases, synthesizes labelled tumour MRI (two training-free families) and hemorrhage CT
 (several subtypes on a real head-CT anatomy), writes each set as a dataset folder with ``dataset.json``, exports
-them as DICOM studies (image series + SEG, marked synthetic) and returns where everything is. Each later capability (trained generators, checks, DICOM export) adds its step here.
+them as DICOM studies (image series + SEG, marked synthetic) and returns where everything is.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
         [*load_dataset(outputs["mri_tumor_lesion-insertion"]), *load_dataset(path)], out / "dicom",
         patient_prefix="SYNTHDEMO", progress=lambda done, total, msg: dicom.report("export", done, total, msg))
     outputs["dicom"] = str(out / "dicom")
-    summary = {"out": str(out), "outputs": outputs, "dicom_studies": len(studies), "real_train": DEMO_TRAIN_IDS, "real_test": DEMO_TEST_IDS,
+    summary = {"out": str(out), "outputs": outputs, "dicom_studies": len(studies), "real_train": DEMO_TRAIN_IDS,
+               "real_test": DEMO_TEST_IDS,
                "seconds": round(time.monotonic() - started, 1)}
     write_json(out / "demo_summary.json", summary)
     return summary

@@ -71,7 +71,8 @@ def mutate(data: bytes, rnd: random.Random) -> bytes:
         b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 32)))
     elif kind == 3 and len(b) > 8:
         pos = rnd.randrange(min(len(b) - 4, 600))
-        b[pos:pos + 4] = rnd.choice([b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff"])
+        extremes = [b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff"]
+        b[pos:pos + 4] = rnd.choice(extremes)
     else:  # text headers: replace a number
         text = bytes(b[:2000])
         digits = [i for i, c in enumerate(text) if chr(c).isdigit()]

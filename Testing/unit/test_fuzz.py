@@ -6,10 +6,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from fuzzing import CLI_VOCABULARY, TARGETS, make_seeds, run_target, target_cli, target_dataset_json, target_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from fuzzing import CLI_VOCABULARY, TARGETS, make_seeds, run_target, target_cli, target_dataset_json, target_image
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
                 derandomize=True)
