@@ -58,8 +58,15 @@ def kmeans_1d(values: np.ndarray, k: int, *, iterations: int = 20) -> np.ndarray
     return np.sort(centres)
 
 
-def anatomy_map(ref: Reference, *, classes: int) -> np.ndarray:
-    """The anatomy label map of a reference (codes above)."""
+def anatomy_map(ref: Reference, *, classes: int, keep_lesions: bool = False) -> np.ndarray:
+    """The anatomy label map of a reference (codes above).
+
+    Args:
+        ref: the real reference case.
+        classes: brain tissue classes.
+        keep_lesions: keep the real lesions as lesion codes; otherwise their voxels take the class of the nearest
+            tissue, so every synthetic lesion is a new one (no patient's lesion shape is reproduced).
+    """
     case = ref.case
     channel = "T1" if "T1" in case.channels else case.channel_names[0]
     image = case.channels[channel]
@@ -75,8 +82,14 @@ def anatomy_map(ref: Reference, *, classes: int) -> np.ndarray:
         out[head & ref.head.skull] = BONE
         out[head & ~ref.head.skull] = SOFT_TISSUE
         out[ref.head.ventricles] = VENTRICLE
-    if case.label is not None:
+    if keep_lesions and case.label is not None:
         out[lesion] = LESION_BASE + case.label[lesion]
+    elif lesion.any():
+        # fill the lesion with the nearest tissue class (brain tissue only: classes 1..K)
+        not_tissue = ~((out >= 1) & (out <= classes))
+        _, nearest = ndimage.distance_transform_edt(not_tissue, sampling=case.geometry.spacing_zyx,
+                                                    return_indices=True)
+        out[lesion] = out[tuple(n[lesion] for n in nearest)]
     return out
 
 
@@ -92,6 +105,8 @@ class LabelToImageGenerator(Generator):
 
     Settings:
         tissue_classes: brain tissue classes found by k-means (3: CSF, grey, white matter).
+        keep_real_lesions: keep the references' own lesions (labelled) in the anatomy; by default they are
+            filled with surrounding tissue and every lesion of a synthetic case is new.
         contrast_randomization: 0 = class means as fitted (realistic contrast); 1 = SynthSeg-like random
             contrasts (domain randomisation).
         elastic_magnitude: elastic deformation strength (voxels).
@@ -115,7 +130,7 @@ class LabelToImageGenerator(Generator):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"tissue_classes": 3, "contrast_randomization": 0.1, "elastic_magnitude": 2.0, "bias_field": 0.15,
+        return {"tissue_classes": 3, "keep_real_lesions": False, "contrast_randomization": 0.1, "elastic_magnitude": 2.0, "bias_field": 0.15,
                 "noise": 0.5, "low_resolution": 0.3, "hemorrhage_age": "acute"}
 
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
@@ -133,7 +148,8 @@ class LabelToImageGenerator(Generator):
         self.maps, self.geometries, self.stats = [], [], []
         for i, case in enumerate(cases):
             ref = prepare_reference(case)
-            amap = anatomy_map(ref, classes=int(self.config["tissue_classes"]))
+            amap = anatomy_map(ref, classes=int(self.config["tissue_classes"]),
+                               keep_lesions=bool(self.config["keep_real_lesions"]))
             refs.append(ref)
             self.maps.append(amap)
             self.geometries.append(case.geometry)

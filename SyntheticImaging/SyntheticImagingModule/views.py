@@ -1,0 +1,125 @@
+"""Showing the module's results in Slicer's views: a case with its segmentation, the compare layout, tables
+and plots, files. Needs the Slicer application (layout manager); everything that builds nodes is in the logic.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import qt
+import slicer
+import vtk
+
+__all__ = ["showCase", "showCompare", "showResults", "openPath", "COMPARE_LAYOUT_ID"]
+
+#: Layout id of the side-by-side compare layout (any id Slicer does not use).
+COMPARE_LAYOUT_ID = 31501
+_COMPARE_LAYOUT = """
+<layout type="horizontal" split="true">
+ <item>
+  <view class="vtkMRMLSliceNode" singletontag="Red">
+   <property name="orientation" action="default">Axial</property>
+   <property name="viewlabel" action="default">R</property>
+   <property name="viewcolor" action="default">#F34A33</property>
+  </view>
+ </item>
+ <item>
+  <view class="vtkMRMLSliceNode" singletontag="Yellow">
+   <property name="orientation" action="default">Axial</property>
+   <property name="viewlabel" action="default">Y</property>
+   <property name="viewcolor" action="default">#EDD54C</property>
+  </view>
+ </item>
+</layout>
+"""
+
+
+def _lesionCenter(segmentationNode: Any) -> tuple[float, float, float] | None:
+    segmentation = segmentationNode.GetSegmentation()
+    for i in range(segmentation.GetNumberOfSegments()):
+        center = segmentationNode.GetSegmentCenterRAS(segmentation.GetNthSegmentID(i))
+        if center is not None:
+            return tuple(center)
+    return None
+
+
+def _showSegmentation(segmentationNode: Any, *, show3D: bool, viewNodeIDs: list[str] | None = None) -> None:
+    display = segmentationNode.GetDisplayNode()
+    if display is None:
+        segmentationNode.CreateDefaultDisplayNodes()
+        display = segmentationNode.GetDisplayNode()
+    display.SetVisibility(True)
+    display.SetVisibility2DFill(True)
+    display.SetVisibility2DOutline(True)
+    display.SetVisibility3D(show3D)
+    display.RemoveAllViewNodeIDs()
+    for viewNodeID in viewNodeIDs or []:
+        display.AddViewNodeID(viewNodeID)
+    if show3D:
+        segmentationNode.CreateClosedSurfaceRepresentation()
+
+
+def showCase(caseNodes: Any, *, show3D: bool = True) -> None:
+    """The case's first channel in the slice views, its segmentation overlaid and (``show3D``) as surfaces in the
+    3D view; the slices are moved to the lesion."""
+    layoutManager = slicer.app.layoutManager()
+    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+    slicer.util.setSliceViewerLayers(background=caseNodes.referenceVolume, foreground=None, label=None, fit=True)
+    segmentation = caseNodes.segmentation
+    if segmentation is None:
+        return
+    _showSegmentation(segmentation, show3D=show3D)
+    center = _lesionCenter(segmentation)
+    if center is not None:
+        for name in layoutManager.sliceViewNames():
+            layoutManager.sliceWidget(name).mrmlSliceNode().JumpSliceByOffsetting(*center)
+    if show3D:
+        threeDView = layoutManager.threeDWidget(0).threeDView()
+        threeDView.resetFocalPoint()
+
+
+def showCompare(left: Any, right: Any, leftTitle: str, rightTitle: str) -> None:
+    """Two cases side by side (left: Red view, right: Yellow view), both axial, slices linked, each view showing
+    only its own case and segmentation."""
+    layoutManager = slicer.app.layoutManager()
+    layoutNode = layoutManager.layoutLogic().GetLayoutNode()
+    if not layoutNode.IsLayoutDescription(COMPARE_LAYOUT_ID):
+        layoutNode.AddLayoutDescription(COMPARE_LAYOUT_ID, _COMPARE_LAYOUT)
+    layoutManager.setLayout(COMPARE_LAYOUT_ID)
+    for viewName, nodes, title in (("Red", left, leftTitle), ("Yellow", right, rightTitle)):
+        sliceWidget = layoutManager.sliceWidget(viewName)
+        sliceNode = sliceWidget.mrmlSliceNode()
+        sliceNode.SetOrientation("Axial")
+        composite = sliceWidget.mrmlSliceCompositeNode()
+        composite.SetBackgroundVolumeID(nodes.referenceVolume.GetID())
+        composite.SetForegroundVolumeID(None)
+        composite.SetLabelVolumeID(None)
+        composite.SetLinkedControl(True)
+        composite.SetHotLinkedControl(True)
+        if nodes.segmentation is not None:
+            _showSegmentation(nodes.segmentation, show3D=False, viewNodeIDs=[sliceNode.GetID()])
+        sliceWidget.sliceLogic().FitSliceToAll()
+        cornerAnnotation = sliceWidget.sliceView().cornerAnnotation()
+        cornerAnnotation.SetText(vtk.vtkCornerAnnotation.UpperLeft, title)
+        sliceWidget.sliceView().forceRender()
+    if left.segmentation is not None:
+        center = _lesionCenter(left.segmentation)
+        if center is not None:
+            layoutManager.sliceWidget("Red").mrmlSliceNode().JumpSliceByOffsetting(*center)
+
+
+def showResults(tableNode: Any | None = None, chartNode: Any | None = None) -> None:
+    """A table in the table view and a chart in the plot view (layout with both)."""
+    slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
+    if tableNode is not None:
+        applicationLogic = slicer.app.applicationLogic()
+        applicationLogic.GetSelectionNode().SetActiveTableID(tableNode.GetID())
+        applicationLogic.PropagateTableSelection()
+    if chartNode is not None:
+        slicer.modules.plots.logic().ShowChartInLayout(chartNode)
+
+
+def openPath(path: str | os.PathLike[str]) -> None:
+    """Open a file or folder with the system's application for it (the HTML report in the web browser)."""
+    qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(path)))
