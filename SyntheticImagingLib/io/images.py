@@ -13,7 +13,7 @@ from ..errors import InputError, ResourceError, UnreadableFileError
 from .atomic import atomic_file, write_failure
 from .header_checks import check_header
 
-__all__ = ["read_image", "write_image", "to_sitk", "from_sitk", "IMAGE_SUFFIXES", "MAX_VOXELS"]
+__all__ = ["read_image", "write_image", "to_sitk", "from_sitk", "IMAGE_SUFFIXES", "MAX_VOXELS", "write_sitk"]
 
 #: Largest volume read by default (voxels x components): 1024^3, 4 GiB as float32.
 MAX_VOXELS = int(os.environ.get("SYNTHETIC_IMAGING_MAX_VOXELS", 1024**3))
@@ -113,7 +113,11 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, geometry: Geome
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    image = to_sitk(array, geometry)
+    return write_sitk(to_sitk(array, geometry), path, compress=compress)
+
+
+def write_sitk(image: sitk.Image, path: Path, *, compress: bool = True) -> Path:
+    """Write a SimpleITK image atomically, with a clear error when the disk is full or read-only."""
     with atomic_file(path) as tmp:
         try:
             sitk.WriteImage(image, str(tmp), useCompression=compress)

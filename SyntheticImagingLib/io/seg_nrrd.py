@@ -10,8 +10,7 @@ import SimpleITK as sitk
 
 from ..cases import Geometry, LabelTable
 from ..errors import InputError, UnreadableFileError
-from .atomic import atomic_file, write_failure
-from .images import to_sitk
+from .images import to_sitk, write_sitk
 
 __all__ = ["read_seg_nrrd", "write_seg_nrrd", "DEFAULT_COLORS"]
 
@@ -81,9 +80,4 @@ def write_seg_nrrd(path: str | os.PathLike[str], label: np.ndarray, geometry: Ge
         image.SetMetaData(f"Segment{i}_Layer", "0")
         image.SetMetaData(f"Segment{i}_Extent", f"0 {nx - 1} 0 {ny - 1} 0 {nz - 1}")
         image.SetMetaData(f"Segment{i}_Tags", "|")
-    with atomic_file(path) as tmp:
-        try:
-            sitk.WriteImage(image, str(tmp), useCompression=True)
-        except RuntimeError as err:
-            raise write_failure(path, str(err).strip().splitlines()[-1] if str(err).strip() else "") from None
-    return path
+    return write_sitk(image, path)
