@@ -50,7 +50,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "quick": Profile(name="quick", spacing=(4.0, 4.0, 4.0), shape=(40, 48, 40), seeds=3, segmenter_steps=150,
+    "quick": Profile(name="quick", spacing=(4.0, 4.0, 4.0), shape=(40, 48, 40), seeds=3, segmenter_steps=100,
                      encoder_steps=150, real_sizes=(2, 4, 8), synthetic_ratios=(1.0,), repeats=20),
     "full": Profile(name="full", spacing=(2.0, 2.0, 2.0), shape=(80, 96, 80), seeds=5, segmenter_steps=4000,
                     encoder_steps=3000, real_sizes=(2, 4, 8, 16, 32), synthetic_ratios=(0.5, 1.0, 2.0, 4.0),

@@ -1,0 +1,336 @@
+"""Segmentation utility: is a synthetic set worth training a lesion segmenter on? (Shin 2018, DuMont Schütte 2021)
+
+The same small MONAI segmenter (see :mod:`.segmenter`) is trained under several regimes and always evaluated on
+REAL held-out cases (Dice, HD95 in mm, lesion-wise sensitivity):
+
+* ``TRTR``: all real training cases ("train real, test real", the reference);
+* ``TSTR``: all synthetic cases ("train synthetic, test real");
+* ``R+S x{r}``: all real cases plus ``r`` times as many synthetic cases, for each ``profile.synthetic_ratios``;
+* a real-set-size sweep ``R{n}`` / ``R{n}+S``: ``n`` real cases (a random subset per seed, nested across sizes)
+  without and with the whole synthetic set, for each ``profile.real_sizes`` up to the real set's size; the
+  whole real set is always the last point (TRTR without synthetic, ``R{N}+S`` with).
+
+Every regime is repeated over ``profile.seeds`` seeds (weights, batches, subsets). A regime's mean and 95 % CI
+are taken over seeds (each seed's value is the mean over test cases). Regimes are compared pairwise on the same
+(seed, test case) pairs by paired bootstrap and Wilcoxon signed-rank. The "real-equivalent" figure places the
+TSTR Dice on the monotone real-only sweep: how many real cases the synthetic set is worth.
+
+Identical training sets with the same seed (e.g. ``R+S x1`` and ``R8+S`` when there are 8 real and 8 synthetic
+cases) are trained once. The seed-0 TRTR model is the evaluation's reference segmenter, shared through
+``context.cache`` (see :func:`.segmenter.reference_segmenter`). The result is also left in
+``context.cache["utility"]`` for later checks (e.g. a fidelity-vs-utility plot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..cases import Case
+from ..errors import InputError, LabelError
+from .base import Check, CheckContext, CheckResult, register_check
+from .metrics import segmentation_metrics
+from .segmenter import SegmenterConfig, TrainedSegmenter, reference_segmenter, segment, train_segmenter
+from .stats import ABOVE_LARGEST, BELOW_SMALLEST, WITHIN, compare_paired, mean_ci, real_equivalent
+
+__all__ = ["UtilityCheck", "Regime", "plan_regimes", "METRICS"]
+
+#: Per-test-case metrics aggregated per regime (higher is better except HD95).
+METRICS = ("dice", "hd95_mm", "lesion_sensitivity")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+    """One training regime.
+
+    Args:
+        name: ``TRTR``, ``TSTR``, ``R+S x1``, ``R2``, ``R2+S``...
+        kind: ``real``, ``synthetic`` or ``real+synthetic``.
+        n_real: real training cases.
+        n_synthetic: synthetic training cases.
+        sweep: part of the real-set-size sweep (TRTR is its largest real-only point).
+    """
+
+    name: str
+    kind: str
+    n_real: int
+    n_synthetic: int
+    sweep: bool = False
+
+
+def plan_regimes(n_real: int, n_synthetic: int, *, real_sizes: Sequence[int],
+                 synthetic_ratios: Sequence[float]) -> tuple[list[Regime], list[int]]:
+    """The regimes to train, and the requested real sizes that were skipped (larger than the real set).
+
+    Args:
+        n_real: real training cases available.
+        n_synthetic: synthetic cases available.
+        real_sizes: real-set sizes of the sweep.
+        synthetic_ratios: synthetic:real ratios of the mixed regimes.
+
+    Example:
+        >>> [r.name for r in plan_regimes(8, 8, real_sizes=(2,), synthetic_ratios=(1.0,))[0]]
+        ['TRTR', 'TSTR', 'R+S x1', 'R2', 'R2+S', 'R8+S']
+    """
+    regimes = [Regime("TRTR", "real", n_real, 0, sweep=True), Regime("TSTR", "synthetic", 0, n_synthetic)]
+    for r in synthetic_ratios:
+        k = min(n_synthetic, max(1, round(r * n_real)))
+        regimes.append(Regime(f"R+S x{r:g}", "real+synthetic", n_real, k))
+    skipped = sorted({int(n) for n in real_sizes if n > n_real})
+    # the whole real set is always the sweep's last point (TRTR without, all real + synthetic with)
+    for n in sorted({int(n) for n in real_sizes if 0 < n <= n_real} | {n_real}):
+        if n < n_real:
+            regimes.append(Regime(f"R{n}", "real", n, 0, sweep=True))
+        regimes.append(Regime(f"R{n}+S", "real+synthetic", n, n_synthetic, sweep=True))
+    return regimes, skipped
+
+
+def _check_inputs(real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case]) -> None:
+    for name, cases in (("real_train", real_train), ("real_test", real_test), ("synthetic", synthetic)):
+        if not cases:
+            raise InputError(f"the utility check needs {name} cases, got none",
+                             fix="give at least one labelled case in each of real-train, real-test and synthetic")
+        unlabelled = [c.case_id for c in cases if c.label is None]
+        if unlabelled:
+            raise LabelError(f"{name} has cases without a label map: {unlabelled[:5]}",
+                             fix="the utility check trains and tests a segmenter: every case needs a label")
+    shapes = {c.shape for c in (*real_train, *real_test, *synthetic)}
+    if len(shapes) != 1:
+        raise InputError(f"cases are on different grids {sorted(shapes)}",
+                         fix="prepare all sets with checks.prepare.prepare_cases and one profile (evaluate does)")
+    channels = list(real_train[0].channel_names)
+    for case in (*real_test, *synthetic):
+        if any(ch not in case.channels for ch in channels):
+            raise InputError(f"case has channels {case.channel_names}, the real training set has {channels}",
+                             where=case.case_id, fix="synthesize the same channels as the real data")
+
+
+#: Possible range of each metric (t intervals are clipped to it).
+_BOUNDS = {"dice": (0.0, 1.0), "hd95_mm": (0.0, math.inf), "lesion_sensitivity": (0.0, 1.0)}
+
+
+@register_check
+class UtilityCheck(Check):
+    """Segmentation utility of a synthetic set (TRTR / TSTR / real+synthetic / real-size sweep).
+
+    Args:
+        config: segmenter settings (default: sized by the profile, see ``SegmenterConfig.for_profile``).
+        min_lesion_ml: connected components smaller than this are ignored by lesion-wise sensitivity.
+    """
+
+    name = "utility"
+
+    def __init__(self, *, config: SegmenterConfig | None = None, min_lesion_ml: float = 0.1) -> None:
+        self.config = config
+        self.min_lesion_ml = float(min_lesion_ml)
+
+    def run(self, *, real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case],
+            context: CheckContext) -> CheckResult:
+        """Train every regime over the profile's seeds and evaluate on the real test cases."""
+        _check_inputs(real_train, real_test, synthetic)
+        profile = context.profile
+        config = self.config or SegmenterConfig.for_profile(profile)
+        regimes, skipped = plan_regimes(len(real_train), len(synthetic), real_sizes=profile.real_sizes,
+                                        synthetic_ratios=profile.synthetic_ratios)
+        n_seeds = max(1, int(profile.seeds))
+        geometry = real_test[0].geometry
+        min_voxels = max(1, math.ceil(self.min_lesion_ml / geometry.voxel_volume_ml))
+
+        # plan every (regime, seed) run; identical training sets with the same seed share one model
+        plan: list[tuple[Regime, int, tuple[int, ...], tuple[int, ...]]] = []
+        for s in range(n_seeds):
+            rng = np.random.default_rng([context.seed, s, 1729])
+            real_perm = tuple(int(i) for i in rng.permutation(len(real_train)))
+            syn_perm = tuple(int(i) for i in rng.permutation(len(synthetic)))
+            for reg in regimes:
+                # all-real runs keep the given order, so TRTR seed 0 is exactly the reference segmenter
+                real_idx = tuple(range(len(real_train))) if reg.n_real == len(real_train) else real_perm[:reg.n_real]
+                syn_idx = tuple(range(len(synthetic))) if reg.n_synthetic == len(synthetic) else \
+                    syn_perm[:reg.n_synthetic]
+                plan.append((reg, s, real_idx, syn_idx))
+        unique = list(dict.fromkeys((s, r, y) for _, s, r, y in plan))
+        reporter = context.progress
+        runs: dict[tuple[int, tuple[int, ...], tuple[int, ...]], dict[str, Any]] = {}
+        for i, key in enumerate(unique):
+            s, real_idx, syn_idx = key
+            names = [reg.name for reg, s2, r, y in plan if (s2, r, y) == key]
+            reporter.report("runs", i, len(unique), f"{'/'.join(names)} seed {s}")
+            runs[key] = self._train_and_test(real_train, real_test, synthetic, real_idx, syn_idx, s, config,
+                                             context, min_voxels)
+        reporter.report("runs", len(unique), len(unique), "done")
+
+        # tables: one row per (regime, seed, test case) and per (regime, seed)
+        per_case: list[dict[str, Any]] = []
+        per_run: list[dict[str, Any]] = []
+        first_name: dict[tuple[int, tuple[int, ...], tuple[int, ...]], str] = {}
+        for reg, s, real_idx, syn_idx in plan:
+            key = (s, real_idx, syn_idx)
+            run = runs[key]
+            shared = first_name.setdefault(key, reg.name)
+            for row in run["cases"]:
+                per_case.append({"regime": reg.name, "seed": s, **row})
+            per_run.append({
+                "regime": reg.name, "kind": reg.kind, "seed": s, "n_real": len(real_idx), "n_synthetic": len(syn_idx),
+                **{m: float(np.nanmean([r[m] for r in run["cases"]])) if run["cases"] else float("nan")
+                   for m in METRICS},
+                "train_seconds": run["seconds"], "final_loss": run["final_loss"],
+                "same_training_as": "" if shared == reg.name else shared,
+                "real_ids": " ".join(real_train[i].case_id for i in real_idx),
+            })
+
+        regime_rows: list[dict[str, Any]] = []
+        stats_by_regime: dict[str, dict[str, dict[str, float]]] = {}
+        for reg in regimes:
+            rows = [r for r in per_run if r["regime"] == reg.name]
+            st = {m: mean_ci([r[m] for r in rows], method="t", bounds=_BOUNDS[m]) for m in METRICS}
+            stats_by_regime[reg.name] = st
+            regime_rows.append({"regime": reg.name, "kind": reg.kind, "n_real": reg.n_real,
+                                "n_synthetic": reg.n_synthetic, "seeds": len(rows),
+                                **{f"{m}{suffix}": st[m][k] for m in METRICS
+                                   for suffix, k in (("", "mean"), ("_lo", "lo"), ("_hi", "hi"), ("_sd", "sd"))}})
+
+        def paired(a: str, b: str, metric: str) -> dict[str, float]:
+            va = {(r["seed"], r["case_id"]): r[metric] for r in per_case if r["regime"] == a}
+            vb = {(r["seed"], r["case_id"]): r[metric] for r in per_case if r["regime"] == b}
+            keys = sorted(set(va) & set(vb))
+            return compare_paired([va[k] for k in keys], [vb[k] for k in keys], seed=context.seed)
+
+        candidates = [("TSTR", "TRTR")] + [(r.name, "TRTR") for r in regimes if r.name.startswith("R+S x")]
+        candidates += [(f"R{r.n_real}+S", "TRTR" if r.n_real == len(real_train) else f"R{r.n_real}")
+                       for r in regimes if r.sweep and r.kind == "real+synthetic"]
+        # a regime trained exactly like one already compared (R8+S = R+S x1 with 8+8 cases) adds nothing
+        trainings = {reg.name: [] for reg in regimes}
+        for reg, s, real_idx, syn_idx in plan:
+            trainings[reg.name].append((s, real_idx, syn_idx))
+        pairs: list[tuple[str, str]] = []
+        for a, b in candidates:
+            if not any(trainings[a] == trainings[a2] and b == b2 for a2, b2 in pairs):
+                pairs.append((a, b))
+        comparisons = [{"a": a, "b": b, "metric": m, **paired(a, b, m)} for a, b in pairs for m in METRICS]
+
+        # real-equivalent: place TSTR (and each R{n}+S) on the real-only sweep
+        sweep_real = sorted((r for r in regimes if r.sweep and r.kind == "real"), key=lambda r: r.n_real)
+        sizes = [r.n_real for r in sweep_real]
+        curve = [stats_by_regime[r.name]["dice"]["mean"] for r in sweep_real]
+        tstr_dice = stats_by_regime["TSTR"]["dice"]["mean"]
+        equivalent = real_equivalent(sizes, curve, tstr_dice)
+        equivalent["ci"] = self._equivalent_ci(per_run, sweep_real, "TSTR", n_seeds, context.seed)
+        equivalent["text"] = _equivalent_text(equivalent, len(synthetic))
+        sweep_rows: list[dict[str, Any]] = []
+        for r in sorted((r for r in regimes if r.sweep), key=lambda r: (r.n_real, r.kind)):
+            st = stats_by_regime[r.name]["dice"]
+            row: dict[str, Any] = {"n_real": r.n_real, "with_synthetic": r.kind != "real",
+                                   "n_synthetic": r.n_synthetic, "regime": r.name, "dice": st["mean"],
+                                   "dice_lo": st["lo"], "dice_hi": st["hi"]}
+            if r.kind != "real":
+                eq = real_equivalent(sizes, curve, st["mean"])
+                row.update(real_equivalent=eq["value"], real_equivalent_outcome=eq["outcome"],
+                           synthetic_gain_cases=None if eq["value"] is None else eq["value"] - r.n_real)
+            sweep_rows.append(row)
+
+        summary: dict[str, Any] = {
+            "seeds": n_seeds, "real_train_cases": len(real_train), "real_test_cases": len(real_test),
+            "synthetic_cases": len(synthetic),
+            "regimes": {name: {**{m: st[m]["mean"] for m in METRICS},
+                               **{f"{m}_ci95": [st[m]["lo"], st[m]["hi"]] for m in METRICS}}
+                        for name, st in stats_by_regime.items()
+                        if name in ("TRTR", "TSTR") or name.startswith("R+S x")},
+            "tstr_over_trtr_dice": _ratio(tstr_dice, stats_by_regime["TRTR"]["dice"]["mean"]),
+            "real_equivalent": {k: equivalent[k] for k in ("value", "outcome", "bound", "ci", "text")},
+            "comparisons": {f"{c['a']} vs {c['b']}": {k: c[k] for k in ("mean_diff", "lo", "hi", "bootstrap_p",
+                                                                         "wilcoxon_p", "n_pairs")}
+                            for c in comparisons if c["metric"] == "dice"},
+        }
+        result = CheckResult(
+            name=self.name, summary=summary,
+            tables={"regimes": regime_rows, "size_sweep": sweep_rows, "comparisons": comparisons, "runs": per_run,
+                    "per_case": per_case},
+            details={"segmenter": config.to_dict(), "regimes": [dataclasses.asdict(r) for r in regimes],
+                     "skipped_real_sizes": skipped, "unique_trainings": len(unique),
+                     "min_lesion_voxels": min_voxels, "real_equivalent_curve": equivalent["curve"],
+                     "ci": "Student t over seeds of the per-seed mean over test cases",
+                     "paired_unit": "(seed, real test case)",
+                     "hd95_empty": "grid diagonal in mm when exactly one of prediction/reference is empty"})
+        result.figures.update(self._figures(result, context, equivalent))
+        context.cache["utility"] = result
+        return result
+
+    def _train_and_test(self, real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case],
+                        real_idx: tuple[int, ...], syn_idx: tuple[int, ...], s: int, config: SegmenterConfig,
+                        context: CheckContext, min_voxels: int) -> dict[str, Any]:
+        train = [real_train[i] for i in real_idx] + [synthetic[i] for i in syn_idx]
+        model: TrainedSegmenter
+        if s == 0 and real_idx == tuple(range(len(real_train))) and not syn_idx:
+            model = reference_segmenter(real_train, context, config=config)
+        else:
+            model = train_segmenter(train, config=config, seed=context.seed + s, device=context.device,
+                                    progress=context.progress, stage="train")
+        preds = segment(model, real_test)
+        rows = []
+        for case, pred in zip(real_test, preds):
+            m = segmentation_metrics(pred, case.label, spacing_zyx=case.geometry.spacing_zyx,
+                                     min_lesion_voxels=min_voxels)
+            rows.append({"case_id": case.case_id, **m})
+        info = model.describe()
+        return {"cases": rows, "seconds": info["seconds"], "final_loss": info["final_loss"]}
+
+    @staticmethod
+    def _equivalent_ci(per_run: list[dict[str, Any]], sweep_real: list[Regime], target: str, n_seeds: int,
+                       seed: int, n_boot: int = 1000) -> dict[str, Any]:
+        """Seed-bootstrap of the real-equivalent: resample seeds, recompute means, re-place on the curve."""
+        if n_seeds < 2:
+            return {"lo": None, "hi": None, "share_above_largest": None, "share_below_smallest": None}
+        dice = {(r["regime"], r["seed"]): r["dice"] for r in per_run}
+        rng = np.random.default_rng(seed)
+        values, above, below = [], 0, 0
+        sizes = [r.n_real for r in sweep_real]
+        for _ in range(n_boot):
+            pick = rng.integers(0, n_seeds, size=n_seeds)
+            curve = [float(np.nanmean([dice[(r.name, int(k))] for k in pick])) for r in sweep_real]
+            t = float(np.nanmean([dice[(target, int(k))] for k in pick]))
+            eq = real_equivalent(sizes, curve, t)
+            if eq["outcome"] == WITHIN:
+                values.append(float(eq["value"]))  # type: ignore[arg-type]
+            elif eq["outcome"] == ABOVE_LARGEST:
+                above += 1
+                values.append(math.inf)
+            elif eq["outcome"] == BELOW_SMALLEST:
+                below += 1
+                values.append(-math.inf)
+        if not values:
+            return {"lo": None, "hi": None, "share_above_largest": None, "share_below_smallest": None}
+        lo, hi = np.quantile(np.asarray(values), [0.025, 0.975], method="inverted_cdf")
+        return {"lo": None if not np.isfinite(lo) else float(lo), "hi": None if not np.isfinite(hi) else float(hi),
+                "share_above_largest": above / len(values), "share_below_smallest": below / len(values)}
+
+    def _figures(self, result: CheckResult, context: CheckContext, equivalent: dict[str, Any]) -> dict[str, Any]:
+        from .report import plot_regime_metric, plot_size_sweep
+
+        out = context.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        figs = {"dice_per_regime": plot_regime_metric(result.tables["regimes"], out / "dice_per_regime.png",
+                                                      metric="dice", label="Dice on real test cases"),
+                "hd95_per_regime": plot_regime_metric(result.tables["regimes"], out / "hd95_per_regime.png",
+                                                      metric="hd95_mm", label="HD95 (mm) on real test cases"),
+                "dice_vs_real_size": plot_size_sweep(result.tables["size_sweep"], out / "dice_vs_real_size.png",
+                                                     tstr=result.summary["regimes"]["TSTR"],
+                                                     equivalent=equivalent)}
+        return figs
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and math.isfinite(a) and math.isfinite(b) else float("nan")
+
+
+def _equivalent_text(eq: dict[str, Any], n_synthetic: int) -> str:
+    if eq["outcome"] is None:
+        return "undefined (no finite Dice)"
+    if eq["outcome"] == WITHIN:
+        return f"the {n_synthetic} synthetic cases are worth about {eq['value']:.1f} real cases"
+    if eq["outcome"] == ABOVE_LARGEST:
+        return f"the {n_synthetic} synthetic cases are worth more than {eq['bound']:g} real cases (the largest tested)"
+    return f"the {n_synthetic} synthetic cases are worth fewer than {eq['bound']:g} real cases (the smallest tested)"
