@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import CancelledError, SyntheticImagingError
+from .errors import CancelledError, InputError, SyntheticImagingError
 from .lesions.controls import LesionControls
 from .progress import BarRenderer, JsonLinesRenderer, Reporter
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "CheckFailedError"]
+
+class CheckFailedError(SyntheticImagingError):
+    """A check of an evaluation failed; the others' results are in the report."""
 
 
 def _volume(text: str) -> float | tuple[float, float]:
@@ -111,13 +114,19 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
     from .checks.evaluate import evaluate
     from .io.datasets import load_dataset
 
-    synthetic = [load_dataset(p) for p in args.synthetic]
+    if len(args.synthetic) > 1:
+        raise InputError("several synthetic sets need the ranking (evaluate one set at a time for now)",
+                         fix="pass one --synthetic dataset")
     report = evaluate(load_dataset(args.real_train, layout=args.layout),
-                      load_dataset(args.real_test, layout=args.layout),
-                      synthetic[0] if len(synthetic) == 1 else synthetic, out_dir=args.out,
-                      checks=tuple(c.strip() for c in args.checks.split(",") if c.strip()), profile=args.profile,
-                      device=args.device, seed=args.seed, progress=reporter)
-    return {"out": str(args.out), "summary": {k: v.get("summary") for k, v in report.get("checks", {}).items()}}
+                      load_dataset(args.real_test, layout=args.layout), load_dataset(args.synthetic[0]),
+                      out_dir=args.out, checks=tuple(c.strip() for c in args.checks.split(",") if c.strip()),
+                      profile=args.profile, device=args.device, seed=args.seed, progress=reporter,
+                      overwrite=args.overwrite)
+    if report.get("status") != "complete":
+        failed = report.get("failed") or report.get("status")
+        raise CheckFailedError(f"the evaluation is incomplete: {failed}", where=str(args.out),
+                               fix="read report.json for the failed check's error")
+    return {"out": str(args.out), "status": report.get("status")}
 
 
 def _cmd_export_dicom(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -189,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
 
     p = command("export-dicom", _cmd_export_dicom, "export a synthetic dataset as DICOM studies (image + SEG)")
     p.add_argument("--input", required=True)
