@@ -77,7 +77,8 @@ def _controls(args: argparse.Namespace, kind: str) -> LesionControls:
 def _cmd_demo(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from .demo import run_demo
 
-    return run_demo(args.out, n=args.n, seed=args.seed, overwrite=args.overwrite, progress=reporter)
+    return run_demo(args.out, n=args.n, seed=args.seed, overwrite=args.overwrite, checks=not args.skip_checks,
+                    progress=reporter)
 
 
 def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -114,14 +115,28 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
     from .checks.evaluate import evaluate
     from .io.datasets import load_dataset
 
+    checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
+    real_train = load_dataset(args.real_train, layout=args.layout)
+    real_test = load_dataset(args.real_test, layout=args.layout)
     if len(args.synthetic) > 1:
-        raise InputError("several synthetic sets need the ranking (evaluate one set at a time for now)",
-                         fix="pass one --synthetic dataset")
-    report = evaluate(load_dataset(args.real_train, layout=args.layout),
-                      load_dataset(args.real_test, layout=args.layout), load_dataset(args.synthetic[0]),
-                      out_dir=args.out, checks=tuple(c.strip() for c in args.checks.split(",") if c.strip()),
-                      profile=args.profile, device=args.device, seed=args.seed, progress=reporter,
-                      overwrite=args.overwrite)
+        from .checks.ranking import rank_generators, unique_names
+
+        # generator name = the dataset's folder name (its parent for a dataset.json path)
+        paths = [Path(s) for s in args.synthetic]
+        if len({p.resolve() for p in paths}) < len(paths):
+            raise InputError("the same synthetic dataset is given twice", fix="pass each --synthetic dataset once")
+        names = unique_names((p.parent if p.suffix == ".json" else p).resolve().name or "synthetic" for p in paths)
+        ranking = rank_generators(real_train, real_test, {n: load_dataset(p) for n, p in zip(names, paths)},
+                                  out_dir=args.out, checks=checks, profile=args.profile, device=args.device,
+                                  seed=args.seed, progress=reporter, overwrite=args.overwrite)
+        incomplete = {n: r["status"] for n, r in ranking["reports"].items() if r["status"] != "complete"}
+        if incomplete:
+            raise CheckFailedError(f"some evaluations are incomplete: {incomplete}", where=str(args.out),
+                                   fix="read each generator's report.json for the failed check's error")
+        return {"out": str(args.out), "ranking": [r["generator"] for r in ranking["rows"]]}
+    report = evaluate(real_train, real_test, load_dataset(args.synthetic[0]),
+                      out_dir=args.out, checks=checks, profile=args.profile, device=args.device, seed=args.seed,
+                      progress=reporter, overwrite=args.overwrite)
     if report.get("status") != "complete":
         failed = report.get("failed") or report.get("status")
         raise CheckFailedError(f"the evaluation is incomplete: {failed}", where=str(args.out),
@@ -157,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", _cmd_demo, "run the main job on the bundled sample data")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--n", type=int, default=4, help="cases per synthetic set")
+    p.add_argument("--skip-checks", action="store_true", help="do not run the utility/fidelity/privacy checks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
 

@@ -28,13 +28,15 @@ DEMO_TEST_IDS = ["case_8", "case_9"]
 
 
 def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, overwrite: bool = False,
-             progress: Reporter | ProgressCallback | None = None) -> dict[str, Any]:
+             checks: bool = True, progress: Reporter | ProgressCallback | None = None) -> dict[str, Any]:
     """Run the demo; returns a summary with the output paths.
 
     Args:
         out_dir: where to write (one dataset folder per synthetic set, plus ``demo_summary.json``).
         n: cases per synthetic set.
         seed: random seed.
+        checks: run the quick utility/fidelity/privacy checks of the label-to-image MRI set against the real
+            cases (trained on ``DEMO_TRAIN_IDS``, tested on ``DEMO_TEST_IDS``); writes ``evaluation/report.html``.
         overwrite: replace existing output folders.
         progress: progress callback or reporter.
     """
@@ -65,6 +67,13 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
         [*load_dataset(outputs["mri_tumor_lesion-insertion"]), *load_dataset(path)], out / "dicom",
         patient_prefix="SYNTHDEMO", progress=lambda done, total, msg: dicom.report("export", done, total, msg))
     outputs["dicom"] = str(out / "dicom")
+    if checks:
+        from .checks.evaluate import evaluate
+
+        evaluate(train, real.subset(DEMO_TEST_IDS), load_dataset(outputs["mri_tumor_label-to-image"]),
+                 out_dir=out / "evaluation", profile="quick", seed=seed, overwrite=overwrite,
+                 progress=reporter.child("evaluate"))
+        outputs["evaluation"] = str(out / "evaluation" / "report.html")
     summary = {"out": str(out), "outputs": outputs, "dicom_studies": len(studies), "real_train": DEMO_TRAIN_IDS,
                "real_test": DEMO_TEST_IDS,
                "seconds": round(time.monotonic() - started, 1)}
