@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull, Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 from .cases import Case, Geometry, Modality
 from .errors import InputError
@@ -36,6 +36,7 @@ __all__ = [
     "SOFT_TISSUE_HU",
     "VENTRICLE_HU",
     "BLURRED_BONE_SOFT_MAX_HU",
+    "FAT_AIR_HU",
 ]
 
 #: Bone threshold (HU). Real cortical bone is >1000 HU; the blurred template skull peaks at 300-770 HU and its
@@ -48,6 +49,8 @@ AIR_HU = -200.0
 SOFT_TISSUE_HU = (0.0, 80.0)
 #: Upper soft-tissue limit (HU) used instead when the bone is blurred (no voxel reaches 1000 HU).
 BLURRED_BONE_SOFT_MAX_HU = 60.0
+#: Orbital fat and sinus air (HU): the brain keeps ``face_margin_mm`` away from them (see :func:`head_masks`).
+FAT_AIR_HU = -30.0
 #: CSF window of the ventricles (HU). The upper threshold actually used is half-way between the darkest deep
 #: voxels and the deep tissue median, capped to this window: the template's ventricles read ~3-15 HU and its
 #: white matter ~16-20 HU, so a fixed 15 HU would take the partial-volume halo too (80 ml instead of ~55 ml).
@@ -65,6 +68,8 @@ class HeadMasks:
         ventricles: CSF-like connected regions near the centre of the brain (inside ``brain``).
         inner_table: brain voxels next to the skull (the brain-side surface of the skull).
         midline_x: physical x (mm, LPS) of the mid-sagittal plane; patient left is ``x > midline_x``.
+        hu: the CT itself in HU (float32, same grid), or None when unknown (a brain mask alone, a label map).
+            Blood that fills CSF spaces (subarachnoid) follows its CSF-density voxels when it is given.
 
     Derived fields used by the lesion synthesis (depth below the brain surface, nearest surface points) are
     computed once per geometry and cached on the instance; ``dataclasses.replace`` starts a fresh cache.
@@ -76,6 +81,7 @@ class HeadMasks:
     ventricles: np.ndarray
     inner_table: np.ndarray
     midline_x: float
+    hu: np.ndarray | None = None
     _cache: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +93,12 @@ class HeadMasks:
         for name in shapes:
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=bool))
         object.__setattr__(self, "midline_x", float(self.midline_x))
+        if self.hu is not None:
+            hu = np.asarray(self.hu, dtype=np.float32)
+            if hu.shape != shapes["brain"]:
+                raise InputError(f"the CT has shape {hu.shape} but the masks have {shapes['brain']}",
+                                 fix="pass the CT the masks were made from (or hu=None)")
+            object.__setattr__(self, "hu", hu)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -255,8 +267,8 @@ def _looks_like_raw_ct(hu: np.ndarray) -> bool:
     return float(hu.min()) >= -50.0 and float(np.percentile(hu, 99)) > 1500.0
 
 
-def _inside_hull(mask: np.ndarray, geometry: Geometry, *, step_mm: float = 4.0) -> np.ndarray:
-    """Voxels inside the convex hull of ``mask``, tested on a ~``step_mm`` grid and upsampled (nearest)."""
+def _inside_hull(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Voxels inside the convex hull of ``mask`` (index space; the hull does not depend on the spacing)."""
     pts = np.argwhere(mask)
     if len(pts) < 10:
         return np.zeros(mask.shape, bool)
@@ -264,31 +276,56 @@ def _inside_hull(mask: np.ndarray, geometry: Geometry, *, step_mm: float = 4.0) 
         hull = ConvexHull(pts)
     except QhullError:  # flat or degenerate: no volume inside
         return np.zeros(mask.shape, bool)
-    tri = Delaunay(pts[hull.vertices])
-    steps = [max(1, int(round(step_mm / s))) for s in geometry.spacing_zyx]
-    axes = [np.arange(0, n + st - 1, st).clip(max=n - 1) for n, st in zip(mask.shape, steps)]
-    coarse_grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    coarse = (tri.find_simplex(coarse_grid) >= 0).reshape([len(a) for a in axes])
-    # Nearest coarse sample of every voxel.
-    near = [np.minimum(np.rint(np.arange(n) / st).astype(int), len(a) - 1) for n, st, a in zip(mask.shape, steps,
-                                                                                                 axes)]
-    return coarse[np.ix_(*near)]
+    # Every column (y, x) meets a convex hull in one z interval: bound it by the facet planes
+    # n_z * z + n_y * y + n_x * x + offset <= 0 (fast: columns x facets, not voxels x facets).
+    nz, ny, nx, offset = (hull.equations[:, k].astype(np.float32) for k in range(4))
+    up, down, flat = nz > 1e-6, nz < -1e-6, np.abs(nz) <= 1e-6
+    shape = mask.shape
+    yy, xx = np.meshgrid(np.arange(shape[1], dtype=np.float32), np.arange(shape[2], dtype=np.float32), indexing="ij")
+    yy, xx = yy.ravel(), xx.ravel()
+    lower = np.empty(len(yy), np.float32)
+    upper = np.empty(len(yy), np.float32)
+    for start in range(0, len(yy), 1024):
+        sl = slice(start, start + 1024)
+        rhs = -(offset[None, :] + ny[None, :] * yy[sl, None] + nx[None, :] * xx[sl, None])
+        upper[sl] = np.min(rhs[:, up] / nz[up], axis=1, initial=np.inf)
+        lower[sl] = np.max(rhs[:, down] / nz[down], axis=1, initial=-np.inf)
+        # A facet parallel to z that the column lies outside of empties the column.
+        outside = np.any(rhs[:, flat] < -1e-3, axis=1)
+        upper[sl][outside] = -np.inf
+    z = np.arange(shape[0], dtype=np.float32)[:, None]
+    inside = (z >= lower[None, :] - 1e-3) & (z <= upper[None, :] + 1e-3)
+    return inside.reshape(shape)
+
+
+def _smooth_mask(mask: np.ndarray, geometry: Geometry, sigma_mm: float) -> np.ndarray:
+    """A mask with a smoother surface: Gaussian-blurred (``sigma_mm``) and thresholded at one half."""
+    sigma = [sigma_mm / s for s in geometry.spacing_zyx]
+    return ndimage.gaussian_filter(np.asarray(mask, dtype=np.float32), sigma, mode="constant") >= 0.5
 
 
 def _ct_brain(hu: np.ndarray, geometry: Geometry, skull: np.ndarray, *, margin_mm: float,
-              soft_range: tuple[float, float]) -> np.ndarray:
+              soft_range: tuple[float, float], face_margin_mm: float) -> np.ndarray:
     low, high = soft_range
     if skull.any() and float(hu[skull].max()) < 1000.0:
         # Blurred bone (an averaged template, or very smooth data): its edge spreads over 60-250 HU and would
         # bridge brain and temporal muscle, so only clearly brain-like values seed the mask (holes are filled later).
         high = min(high, BLURRED_BONE_SOFT_MAX_HU)
-    soft = (hu >= low) & (hu <= high)
+    # Where the brain may not be, whatever its HU.
+    keep = np.ones(hu.shape, bool)
     if skull.any():
-        # Keep the brain off the bone (drops the blurred brain/bone boundary and partial-volume voxels) and inside
-        # the skull's convex hull: where the skull base is too thin or blurred to threshold (the template's face
-        # and orbits), the hull still cuts off most extracranial soft tissue.
-        soft &= distance_mm(~skull, geometry) > margin_mm
-        soft &= _inside_hull(skull, geometry)
+        # Off the bone (drops the blurred brain/bone boundary and partial-volume voxels) and inside the skull's
+        # convex hull: where the skull base is too thin or blurred to threshold (the template's face and orbits),
+        # the hull still cuts off most extracranial soft tissue.
+        keep &= distance_mm(~skull, geometry) > margin_mm
+        keep &= _inside_hull(skull, geometry)
+    fat_air = hu < FAT_AIR_HU
+    if face_margin_mm > 0 and fat_air.any():
+        # Away from orbital fat and sinus air: the bone between them and the brain (orbital roofs, cribriform plate,
+        # planum sphenoidale) is often too thin or blurred to threshold, and the soft tissue of the orbits and the
+        # ethmoid would otherwise join the frontal lobes.
+        keep &= distance_mm(~fat_air, geometry) > face_margin_mm
+    soft = (hu >= low) & (hu <= high) & keep
     # Cut thin bridges (foramina, orbits, scalp touching brain through gaps in the bone) before choosing the
     # largest piece, then grow it back inside the soft tissue.
     cut_mm = 6.0
@@ -299,8 +336,8 @@ def _ct_brain(hu: np.ndarray, geometry: Geometry, skull: np.ndarray, *, margin_m
     brain = largest_component(grown)
     brain = ndimage.binary_closing(brain, structure=_ball(2.0 * max(geometry.spacing), geometry))
     brain = _fill_holes(brain)
-    if skull.any():
-        brain &= distance_mm(~skull, geometry) > margin_mm
+    # A smooth outer surface: the voxel stair-steps of a thresholded edge would show in blood laid along it.
+    brain = _smooth_mask(brain, geometry, max(geometry.spacing)) & keep
     return largest_component(brain)
 
 
@@ -347,16 +384,19 @@ def estimate_midline_x(brain: np.ndarray, geometry: Geometry, *, search_mm: floa
 
 def head_masks(ct_hu: np.ndarray, geometry: Geometry, *, bone_hu: float = BONE_HU, air_hu: float = AIR_HU,
                soft_range: tuple[float, float] = SOFT_TISSUE_HU, margin_mm: float = 2.0,
-               inner_table_mm: float = 2.0, bone_reach_mm: float = 8.0) -> HeadMasks:
+               inner_table_mm: float = 2.0, bone_reach_mm: float = 8.0, face_margin_mm: float = 6.0) -> HeadMasks:
     """Brain, skull, air, ventricle and inner-table masks and the midline of a head CT in HU.
 
     Skull: ``>= bone_hu``, pieces under 1 ml dropped. Air: ``< air_hu``. Brain: soft tissue (``soft_range``; upper
     limit :data:`BLURRED_BONE_SOFT_MAX_HU` when no bone reaches 1000 HU, as on the blurred template) more than
-    ``margin_mm`` from bone and inside the skull's convex hull (cuts off the face where the skull base is too thin
-    to threshold), thin bridges cut by a 6 mm erosion, the largest piece grown back, closed and hole-filled.
-    Ventricles: CSF-like voxels (see :data:`VENTRICLE_HU`) at least 15 mm deep and within 35 mm of the midline,
-    pieces of 0.2 ml or more. Inner table: the brain's outer shell where bone is near. Midline: mirror symmetry of
-    the brain mask (:func:`estimate_midline_x`).
+    ``margin_mm`` from bone, more than ``face_margin_mm`` from orbital fat and sinus air (< :data:`FAT_AIR_HU`;
+    stands in for the thin, often unthresholdable bone of the anterior skull base) and inside the skull's convex
+    hull (cuts off the face), thin bridges cut by a 6 mm erosion, the largest piece grown back, closed,
+    hole-filled and its surface smoothed. Ventricles: CSF-like voxels (see :data:`VENTRICLE_HU`) at least 15 mm
+    deep and within 35 mm of the midline, with the thin midline bands between the two lateral ventricles (septum
+    pellucidum, splenium / velum interpositum, partial-volumed on a smooth CT) cut, pieces of 0.2 ml or more.
+    Inner table: the brain's outer shell where bone is near. Midline: mirror symmetry of the brain mask
+    (:func:`estimate_midline_x`). The CT itself is kept as ``hu`` (blood in CSF spaces follows its density).
 
     Args:
         ct_hu: CT volume ``[z, y, x]`` in Hounsfield units, with the skull (convert Cormack units first).
@@ -367,6 +407,7 @@ def head_masks(ct_hu: np.ndarray, geometry: Geometry, *, bone_hu: float = BONE_H
         margin_mm: the brain mask keeps this far from bone (drops the blurred brain/bone boundary).
         inner_table_mm: thickness of the brain's outer shell that forms the inner table (at least one voxel).
         bone_reach_mm: shell voxels count as inner table when bone is within ``margin_mm + bone_reach_mm``.
+        face_margin_mm: the brain mask keeps this far from orbital fat and sinus air (0 = no such rule).
 
     Returns:
         the :class:`HeadMasks`.
@@ -393,7 +434,8 @@ def head_masks(ct_hu: np.ndarray, geometry: Geometry, *, bone_hu: float = BONE_H
             where="head_masks", fix="pass a head CT with the skull (not skull-stripped); for a skull-stripped CT "
             "use brain_mask() and give the brain mask alone to the hemorrhage synthesis")
     air = hu < air_hu
-    brain = _ct_brain(hu, geometry, skull, margin_mm=margin_mm, soft_range=soft_range)
+    brain = _ct_brain(hu, geometry, skull, margin_mm=margin_mm, soft_range=soft_range,
+                      face_margin_mm=face_margin_mm)
     if brain.sum() * geometry.voxel_volume_ml < 50.0:
         raise InputError(f"the brain found is too small ({brain.sum() * geometry.voxel_volume_ml:.1f} ml)",
                          where="head_masks", fix="check that the volume is a head CT in HU with the whole brain")
@@ -404,7 +446,7 @@ def head_masks(ct_hu: np.ndarray, geometry: Geometry, *, bone_hu: float = BONE_H
     inner_table = shell & (distance_mm(~skull, geometry) <= margin_mm + bone_reach_mm)
     ventricles = _ventricles(hu, geometry, brain, midline_x)
     return HeadMasks(brain=brain, skull=skull, air=air, ventricles=ventricles, inner_table=inner_table,
-                     midline_x=midline_x)
+                     midline_x=midline_x, hu=hu)
 
 
 def _ventricles(hu: np.ndarray, geometry: Geometry, brain: np.ndarray, midline_x: float) -> np.ndarray:
@@ -432,8 +474,81 @@ def _ventricles(hu: np.ndarray, geometry: Geometry, brain: np.ndarray, midline_x
         mask = (sizes >= 0.2)[labels]
         # Compact: not a large share of the deep brain (a larger one means the threshold leaked into white matter).
         if mask.any() and mask.sum() * voxel_ml <= 0.25 * central_ml:
-            return mask
+            return _drop_small(_cut_midline_bridges(mask, geometry, x_phys - midline_x), voxel_ml, 0.2)
     return np.zeros(brain.shape, bool)
+
+
+def _drop_small(mask: np.ndarray, voxel_ml: float, min_ml: float) -> np.ndarray:
+    """``mask`` without its 26-connected pieces smaller than ``min_ml``."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel()) * voxel_ml
+    sizes[0] = 0.0
+    return (sizes >= min_ml)[labels]
+
+
+def _cut_midline_bridges(mask: np.ndarray, geometry: Geometry, signed_x: np.ndarray, *, half_gap_mm: float = 5.0,
+                         reach_mm: float = 10.0) -> np.ndarray:
+    """Cut the midline voxels that join the two lateral ventricles.
+
+    On a smooth or averaged CT the septum pellucidum and the splenium / velum interpositum behind the third
+    ventricle are thin and partial-volumed to CSF density, so the two lateral ventricles (and blood layering in
+    their atria) would join across the midline. A voxel within ``half_gap_mm`` of the midline is dropped when the
+    mask also holds voxels of its row (along x) or a neighbouring row beyond the gap on *both* sides, within
+    ``reach_mm``, and the mask runs continuously across the midline there: that is a bridge. The third and
+    fourth ventricles are narrow midline cavities flanked by brain, and stay.
+
+    Args:
+        mask: ventricle mask ``[z, y, x]``.
+        geometry: its geometry.
+        signed_x: physical x minus the midline x (mm) of every voxel.
+        half_gap_mm: half-width (mm) of the cut midline slab.
+        reach_mm: how far beyond the slab (mm) the lateral ventricles are looked for.
+    """
+    axis = int(np.argmax(np.abs(geometry.direction_matrix[0, ::-1])))  # array axis closest to physical x
+    step = geometry.spacing_zyx[axis]
+    slab = mask & (np.abs(signed_x) <= half_gap_mm)
+    if not slab.any():
+        return mask
+    beyond = mask & (np.abs(signed_x) > half_gap_mm)
+    # Flanks are looked for in the neighbouring rows too: a bridge may touch the ventricles only diagonally.
+    rows = np.ones((3, 3, 3), bool)
+    rows[tuple(slice(1, 2) if a == axis else slice(None) for a in range(3))] = True
+    rows &= np.moveaxis(np.stack([np.zeros((3, 3), bool), np.ones((3, 3), bool), np.zeros((3, 3), bool)]), 0, axis)
+    pos = ndimage.binary_dilation(beyond & (signed_x > 0), structure=rows)
+    neg = ndimage.binary_dilation(beyond & (signed_x < 0), structure=rows)
+    near_pos = np.zeros(mask.shape, bool)
+    near_neg = np.zeros(mask.shape, bool)
+    for k in range(1, int(np.ceil((2.0 * half_gap_mm + reach_mm) / step)) + 1):
+        for shift in (k, -k):
+            near_pos |= _shifted(pos, shift, axis)
+            near_neg |= _shifted(neg, shift, axis)
+    # Only where the mask runs across the midline: two ventricles that merely come close stay untouched.
+    step_x = max(geometry.spacing_zyx[axis], 1e-6)
+    strip = mask & (np.abs(signed_x) <= half_gap_mm + 1.01 * step_x)
+    labels, count = ndimage.label(strip, structure=np.ones((3, 3, 3), bool))
+    crossing = np.zeros(count + 1, bool)
+    if count:
+        outer = np.abs(signed_x) > half_gap_mm
+        right = np.unique(labels[strip & outer & (signed_x < 0)])
+        left = np.unique(labels[strip & outer & (signed_x > 0)])
+        crossing[np.intersect1d(left, right)] = True
+        crossing[0] = False
+    return mask & ~(slab & near_pos & near_neg & crossing[labels])
+
+
+def _shifted(mask: np.ndarray, shift: int, axis: int) -> np.ndarray:
+    """``mask`` moved by ``shift`` voxels along ``axis`` (no wrap-around; vacated voxels are False)."""
+    out = np.zeros_like(mask)
+    src = [slice(None)] * mask.ndim
+    dst = [slice(None)] * mask.ndim
+    if shift > 0:
+        src[axis], dst[axis] = slice(0, -shift), slice(shift, None)
+    else:
+        src[axis], dst[axis] = slice(-shift, None), slice(0, shift)
+    out[tuple(dst)] = mask[tuple(src)]
+    return out
 
 
 def physical_coordinate(geometry: Geometry, shape: tuple[int, ...], component: int) -> np.ndarray:

@@ -130,8 +130,9 @@ class LabelToImageGenerator(Generator):
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
-        return {"tissue_classes": 3, "keep_real_lesions": False, "contrast_randomization": 0.1, "elastic_magnitude": 2.0, "bias_field": 0.15,
-                "noise": 0.5, "low_resolution": 0.3, "hemorrhage_age": "acute"}
+        return {"tissue_classes": 3, "keep_real_lesions": False, "contrast_randomization": 0.1,
+                "elastic_magnitude": 2.0, "bias_field": 0.15, "noise": 0.5,
+                "low_resolution": 0.3, "hemorrhage_age": "acute"}
 
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
             out_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> LabelToImageGenerator:
