@@ -21,6 +21,7 @@ from .cases import Case, Geometry, Modality
 from .errors import InputError
 
 __all__ = [
+    "inner_table_mask",
     "HeadMasks",
     "cormack_to_hu",
     "brain_mask",
@@ -440,13 +441,29 @@ def head_masks(ct_hu: np.ndarray, geometry: Geometry, *, bone_hu: float = BONE_H
         raise InputError(f"the brain found is too small ({brain.sum() * geometry.voxel_volume_ml:.1f} ml)",
                          where="head_masks", fix="check that the volume is a head CT in HU with the whole brain")
     midline_x = estimate_midline_x(brain, geometry)
-    # The brain's outer shell where it faces bone (not the foramen magnum or the orbits). Bone reach is generous
-    # because on the blurred template the brain ends ~4-6 mm from the 250 HU bone edge (~2-3 mm on a real CT).
-    shell = brain & (_depth(brain, geometry) <= max(inner_table_mm, max(geometry.spacing)) + 1e-3)
-    inner_table = shell & (distance_mm(~skull, geometry) <= margin_mm + bone_reach_mm)
+    inner_table = inner_table_mask(brain, skull, geometry, shell_mm=inner_table_mm,
+                                   bone_mm=margin_mm + bone_reach_mm)
     ventricles = _ventricles(hu, geometry, brain, midline_x)
     return HeadMasks(brain=brain, skull=skull, air=air, ventricles=ventricles, inner_table=inner_table,
                      midline_x=midline_x, hu=hu)
+
+
+def inner_table_mask(brain: np.ndarray, skull: np.ndarray, geometry: Geometry, *, shell_mm: float = 2.0,
+                     bone_mm: float = 10.0) -> np.ndarray:
+    """The brain's outer shell where it faces bone (not the foramen magnum or the orbits).
+
+    Bone reach is generous because on the blurred template the brain ends ~4-6 mm from the 250 HU bone edge
+    (~2-3 mm on a real CT), and anatomy maps built from it (label-to-image) keep that gap.
+
+    Args:
+        brain: brain mask.
+        skull: bone mask.
+        geometry: grid geometry.
+        shell_mm: shell thickness (at least one voxel).
+        bone_mm: shell voxels count when bone is within this distance.
+    """
+    shell = brain & (_depth(brain, geometry) <= max(shell_mm, max(geometry.spacing)) + 1e-3)
+    return shell & (distance_mm(~skull, geometry) <= bone_mm)
 
 
 def _ventricles(hu: np.ndarray, geometry: Geometry, brain: np.ndarray, midline_x: float) -> np.ndarray:

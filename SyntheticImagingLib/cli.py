@@ -47,6 +47,16 @@ def _point(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+def _config_item(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value  # a bare word: a string setting
+
+
 def _add_lesion_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("lesion controls")
     g.add_argument("--lesion-count", type=int, default=1, help="lesions per case (default 1)")
@@ -105,9 +115,14 @@ def _cmd_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from .training import train_generator
 
     data = load_dataset(args.data, layout=args.layout)
+    validation: Any = args.validation
+    if validation is not None and validation.isdigit():
+        validation = int(validation)  # hold out the last N cases
     gen = train_generator(data, task=args.task, family=args.generator, out_dir=args.out, steps=args.steps,
                           batch_size=args.batch_size, device=args.device, resume=args.resume, seed=args.seed,
-                          progress=reporter)
+                          progress=reporter, validation=validation, amp=args.amp,
+                          checkpoint_every=args.checkpoint_every, preview_every=args.preview_every,
+                          cache_dir=args.cache_dir, layout=args.layout, **dict(args.config or []))
     return {"out": str(args.out), "generator": gen.name, "training": gen.training}
 
 
@@ -203,6 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validation", default=None, help="held-out dataset folder, or N to hold out the last N cases")
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default 100)")
+    p.add_argument("--preview-every", type=int, default=0, help="steps between validation previews (0: none)")
+    p.add_argument("--cache-dir", default=None, help="preprocessed-data cache (default: user cache; '' for none)")
+    p.add_argument("--config", type=_config_item, action="append", metavar="KEY=JSON",
+                   help="family setting, repeatable, e.g. --config spacing=[4,4,4] --config architecture=\"spade\"")
 
     p = command("evaluate", _cmd_evaluate, "utility, fidelity and privacy checks against real cases")
     p.add_argument("--real-train", required=True)

@@ -15,16 +15,18 @@ from typing import Any
 from .api import sample_ct_head, sample_dataset, synthesize
 from .export import export_dicom_dataset
 from .io.atomic import write_json
-from .io.datasets import load_dataset
+from .io.datasets import load_dataset, write_dataset
 from .lesions.controls import HEMORRHAGE_SUBTYPES, LesionControls
 from .progress import ProgressCallback, Reporter, as_reporter
 
-__all__ = ["run_demo", "DEMO_TRAIN_IDS", "DEMO_TEST_IDS"]
+__all__ = ["run_demo", "DEMO_TRAIN_IDS", "DEMO_TEST_IDS", "CT_REFERENCE_CASES"]
 
 #: Split of the bundled BraTS sample by case: generators learn from these ...
 DEMO_TRAIN_IDS = [f"case_{i}" for i in range(8)]
 #: ... and the checks test on these, never seen by a generator.
 DEMO_TEST_IDS = ["case_8", "case_9"]
+#: Knowledge-based CT reference cases for the CT checks (the last two are their held-out test cases).
+CT_REFERENCE_CASES = 10
 
 
 def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, overwrite: bool = False,
@@ -36,7 +38,9 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
         n: cases per synthetic set.
         seed: random seed.
         checks: run the quick utility/fidelity/privacy checks of the label-to-image MRI set against the real
-            cases (trained on ``DEMO_TRAIN_IDS``, tested on ``DEMO_TEST_IDS``); writes ``evaluation/report.html``.
+            cases (trained on ``DEMO_TRAIN_IDS``, tested on ``DEMO_TEST_IDS``; ``evaluation/report.html``), and the
+            utility/adherence/privacy checks of the hemorrhage CT set against knowledge-based reference CTs
+            (``evaluation_ct/report.html``).
         overwrite: replace existing output folders.
         progress: progress callback or reporter.
     """
@@ -57,6 +61,16 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
     ct = [sample_ct_head()]
     hemorrhage = LesionControls(kind="hemorrhage", volume_ml=(8.0, 40.0), count=1, subtypes=HEMORRHAGE_SUBTYPES,
                                 use_templates=False)
+    if checks:
+        # No real labelled hemorrhage CT can be bundled: knowledge-based cases on the real CT anatomy stand in
+        # for the user's own labelled CTs as the reference the CT checks compare against (split by case).
+        reference = synthesize("lesion-insertion", CT_REFERENCE_CASES, seed=seed + 1000, controls=hemorrhage,
+                               task="head-hemorrhage-ct", data=ct, progress=reporter.child("ct:reference"))
+        reference = [c.replace(case_id=f"ct_reference_{i:02d}") for i, c in enumerate(reference)]
+        path = write_dataset(reference, out / "ct_reference_knowledge_based", overwrite=overwrite,
+                             info={"note": "stand-in for real labelled hemorrhage CT: knowledge-based lesions on "
+                                           "the real head-CT template"})
+        outputs["ct_reference"] = str(path)
     path = synthesize("lesion-insertion", max(n, len(HEMORRHAGE_SUBTYPES)), seed=seed, controls=hemorrhage,
                       task="head-hemorrhage-ct", data=ct, out=out / "ct_hemorrhage_lesion_insertion",
                       overwrite=overwrite, progress=reporter.child("ct:lesion-insertion"))
@@ -74,6 +88,13 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
                  out_dir=out / "evaluation", profile="quick", seed=seed, overwrite=overwrite,
                  progress=reporter.child("evaluate"))
         outputs["evaluation"] = str(out / "evaluation" / "report.html")
+        ct_ref = load_dataset(outputs["ct_reference"])
+        ids = ct_ref.case_ids
+        ct_synthetic = load_dataset(outputs["ct_hemorrhage_lesion-insertion"])
+        evaluate(ct_ref.subset(ids[:-2]), ct_ref.subset(ids[-2:]), ct_synthetic,
+                 out_dir=out / "evaluation_ct", checks=("utility", "adherence", "privacy"), profile="quick",
+                 seed=seed, overwrite=overwrite, progress=reporter.child("evaluate:ct"))
+        outputs["evaluation_ct"] = str(out / "evaluation_ct" / "report.html")
     summary = {"out": str(out), "outputs": outputs, "dicom_studies": len(studies), "real_train": DEMO_TRAIN_IDS,
                "real_test": DEMO_TEST_IDS,
                "seconds": round(time.monotonic() - started, 1)}

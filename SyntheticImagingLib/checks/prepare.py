@@ -2,8 +2,10 @@
 
 Each case is resampled to ``profile.spacing``, cropped or padded to ``profile.shape`` around the head, and its
 intensities normalised per case with :class:`~SyntheticImagingLib.preprocessing.IntensityMap` (so real and
-synthetic cases are compared in the same units whatever their scanner scale). The label is binarised (lesion vs
-not) because the utility segmenter answers "where is the lesion", whatever the sub-region labels of a set.
+synthetic cases are compared in the same units whatever their scanner scale); CT cases, already in HU, also get
+a brain-window channel (:data:`BRAIN_WINDOW_HU`) so that blood stands out for the segmenter and the encoder.
+The label is binarised (lesion vs not) because the utility segmenter answers "where is the lesion", whatever the
+sub-region labels of a set.
 
 Preparing a full-resolution BraTS case costs about a second; an optional on-disk cache keyed by the case's
 content fingerprint makes repeated evaluations of the same data free.
@@ -20,20 +22,23 @@ from typing import Any
 
 import numpy as np
 
-from ..cases import Case, Geometry, LabelTable
+from ..cases import Case, Geometry, LabelTable, Modality
 from ..io.atomic import atomic_file
 from ..preprocessing import IntensityMap, crop_or_pad, foreground_mask, resample_case
 from ..progress import ProgressCallback, Reporter, as_reporter
 from .base import Profile
 
 __all__ = ["prepare_case", "prepare_cases", "case_fingerprint", "cases_fingerprint", "LESION_LABELS",
-           "PREPARE_VERSION"]
+           "PREPARE_VERSION", "BRAIN_WINDOW_HU"]
 
 #: Label table of prepared cases: one "lesion" label.
 LESION_LABELS = LabelTable({1: "lesion"})
 
 #: Bumped whenever preparation changes, so old cache files are not reused.
-PREPARE_VERSION = "1"
+PREPARE_VERSION = "2"
+
+#: CT cases get a second channel in this HU window (the usual brain window, W80/L40).
+BRAIN_WINDOW_HU = (0.0, 80.0)
 
 
 def case_fingerprint(case: Case) -> str:
@@ -102,6 +107,11 @@ def _load(path: Path, source: Case) -> Case | None:
                 label_table=LESION_LABELS, brain_mask=brain, metadata=metadata)
 
 
+def _window(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    low, high = window
+    return (np.clip((hu - low) / (high - low), 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
+
+
 def prepare_case(case: Case, profile: Profile, *, source_fingerprint: str | None = None) -> Case:
     """One case on the profile grid, normalised, with a binary lesion label and a head mask.
 
@@ -115,7 +125,15 @@ def prepare_case(case: Case, profile: Profile, *, source_fingerprint: str | None
     out = crop_or_pad(resample_case(case, profile.spacing), profile.shape)
     head = foreground_mask(out)  # before normalisation: MR background is exactly 0 here
     imap = IntensityMap.fit(out)
+    extra = {}
+    if out.modality == Modality.CT:
+        # A brain window beside the whole-range HU map, as radiologists read it and ICH segmenters are fed: blood
+        # (50-90 HU) against brain (~30 HU) is a small step in the full-range map, a large one here.
+        extra = {f"{name} {BRAIN_WINDOW_HU[0]:g}-{BRAIN_WINDOW_HU[1]:g} HU": _window(a, BRAIN_WINDOW_HU)
+                 for name, a in out.channels.items()}
     out = imap.forward(out)
+    if extra:
+        out = out.replace(channels={**out.channels, **extra})
     label = None if out.label is None else (out.label > 0).astype(np.int16)
     prepared: dict[str, Any] = {
         "profile": profile.name, "spacing": list(profile.spacing), "shape": list(profile.shape),

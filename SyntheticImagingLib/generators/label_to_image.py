@@ -27,7 +27,7 @@ from monai.transforms import (
 )
 from scipy import ndimage
 
-from ..anatomy import HeadMasks, estimate_midline_x
+from ..anatomy import HeadMasks, estimate_midline_x, inner_table_mask
 from ..cases import Case, Geometry, Modality
 from ..errors import InputError
 from ..io.atomic import atomic_file
@@ -200,9 +200,9 @@ class LabelToImageGenerator(Generator):
         head = None
         if self.task.modality == Modality.CT and (amap == BONE).any():
             skull = amap == BONE
-            near_skull = ndimage.binary_dilation(skull, iterations=max(1, int(round(2.0 / min(geometry.spacing)))))
             head = HeadMasks(brain=brain, skull=skull, air=amap == 0, ventricles=amap == VENTRICLE,
-                             inner_table=brain & near_skull, midline_x=estimate_midline_x(brain, geometry))
+                             inner_table=inner_table_mask(brain, skull, geometry),
+                             midline_x=estimate_midline_x(brain, geometry), hu=channels.get("CT"))
         return Reference(case, brain, head)
 
     def _table(self, label: np.ndarray) -> Any:
