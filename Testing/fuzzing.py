@@ -47,6 +47,14 @@ class Seeds:
         self.dicom = sorted(p.read_bytes() for p in study.rglob("*.dcm") if "SEG" not in str(p.parent))
         self.dataset_json = json.dumps({"training": [{"image": "case/img.nii", "label": "case/label.nii"}],
                                         "labels": {"0": "background", "1": "tumor"}})
+        import torch
+
+        from SyntheticImagingLib.training.checkpoints import save_checkpoint
+
+        self.checkpoint = save_checkpoint(folder / "seed.pt", {
+            "format": "synthetic-imaging-checkpoint/1", "step": 3,
+            "modules": {"generator": {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4)}},
+            "history": [{"step": 1, "loss_g": 0.5}]}).read_bytes()
         (folder / "case").mkdir(exist_ok=True)
         (folder / "case" / "img.nii").write_bytes(self.images["nii"])
         (folder / "case" / "label.nii").write_bytes(self.images["nii"])
@@ -128,6 +136,14 @@ def target_card(seeds: Seeds, text: str) -> str:
     return _expect_own_errors(lambda: load_generator(folder))
 
 
+def target_checkpoint(seeds: Seeds, data: bytes) -> str:
+    from SyntheticImagingLib.training.checkpoints import load_checkpoint
+
+    path = seeds.folder / "fuzz.pt"
+    path.write_bytes(data)
+    return _expect_own_errors(lambda: load_checkpoint(path))
+
+
 CLI_VOCABULARY = ["synthesize", "info", "train", "evaluate", "export-dicom", "--generator", "lesion-insertion",
                   "label-to-image", "gan3d", "diffusion", "nope", "--data", "--out", "--n", "-1", "0", "3", "x",
                   "--lesion-volume", "10:5", "-3", "abc", "1e9", "--location", "1,2", "1,2,3", "--task",
@@ -166,7 +182,7 @@ def target_cli(seeds: Seeds, argv: list[str]) -> str:
 
 
 TARGETS = {"image": target_image, "dicom": target_dicom, "dataset_json": target_dataset_json, "card": target_card,
-           "cli": target_cli}
+           "checkpoint": target_checkpoint, "cli": target_cli}
 
 
 def run_target(seeds: Seeds, name: str, rnd: random.Random) -> str:
@@ -179,6 +195,8 @@ def run_target(seeds: Seeds, name: str, rnd: random.Random) -> str:
         return target_dicom(seeds, mutate(seeds.dicom[i], rnd), i)
     if name == "dataset_json":
         return target_dataset_json(seeds, mutate(seeds.dataset_json.encode(), rnd).decode("utf-8", "replace"))
+    if name == "checkpoint":
+        return target_checkpoint(seeds, mutate(seeds.checkpoint, rnd))
     if name == "card":
         card = json.dumps({"family": rnd.choice(["label-to-image", "lesion-insertion", "gan3d", "x"]),
                            "family_version": rnd.choice(["1", "2", None]), "task": rnd.choice(["brain-tumor-mri",

@@ -13,11 +13,18 @@ threshold and the mean synthetic Dice is within the margin of the real mean.
 
 Intensity adherence per label: the lesion's appearance compared with real lesions (tumour-to-normal-brain FLAIR
 ratio for MR; lesion median HU for CT). A case outside the real range, widened by a margin, is flagged.
+
+The segmenter's prediction of every synthetic case is saved (``<check folder>/predictions/<case_id>.nii.gz``, a
+0/1 mask on the prepared check grid with that grid's physical geometry, so it overlays the case as loaded from
+its dataset) and listed in the per-case table (``prediction``, relative to the report folder) and in
+``details["predictions"]``: the Slicer module shows it over the case beside its label.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,39 +34,58 @@ from scipy import stats as sps
 
 from ..cases import Case, Modality
 from ..errors import InputError, LabelError
+from ..io.images import write_image
 from ..preprocessing import IntensityMap
 from .base import Check, CheckContext, CheckResult, register_check
 from .metrics import dice, lesion_detection
 from .segmenter import SegmenterConfig, TrainedSegmenter, reference_segmenter, segment
 
 __all__ = ["AdherenceCheck", "label_adherence", "adherence_threshold", "intensity_feature", "intensity_range",
-           "calibrate", "screen", "ADHERENCE_CACHE_KEY"]
+           "calibrate", "screen", "prediction_file_name", "ADHERENCE_CACHE_KEY", "PREDICTIONS_FOLDER"]
 
 #: ``context.cache`` key of the last adherence calibration (reused by the quality filter).
 ADHERENCE_CACHE_KEY = "adherence_calibration"
+#: Sub-folder of the check's output folder holding the reference segmenter's prediction of each synthetic case.
+PREDICTIONS_FOLDER = "predictions"
 
 _NAN = float("nan")
 
 
-def label_adherence(model: TrainedSegmenter, cases: Sequence[Case], *, min_lesion_voxels: int = 1
-                    ) -> list[dict[str, Any]]:
+def prediction_file_name(case_id: str) -> str:
+    """File name of a case's saved prediction (the case id made safe as a file name).
+
+    Example:
+        >>> prediction_file_name("synthetic 0001/a")
+        'synthetic_0001_a.nii.gz'
+    """
+    return (re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip("._") or "case") + ".nii.gz"
+
+
+def label_adherence(model: TrainedSegmenter, cases: Sequence[Case], *, min_lesion_voxels: int = 1,
+                    predictions_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Per-case agreement of the segmenter's prediction with each case's own label.
 
     Args:
         model: the reference segmenter (trained on real cases).
         cases: prepared, labelled cases.
         min_lesion_voxels: smaller connected components are ignored by the lesion-wise detection.
+        predictions_dir: also write each prediction there (:func:`prediction_file_name`, a 0/1 uint8 mask on the
+            case's grid with its geometry), atomically.
 
     Returns:
         Rows with ``case_id``, ``dice``, ``detection`` (share of labelled lesions found), ``lesions``,
         ``false_positive_lesions``, ``label_ml``, ``predicted_ml``, ``volume_error_ml`` (predicted - label) and
-        ``volume_error_rel`` (relative to the label, NaN for an empty label).
+        ``volume_error_rel`` (relative to the label, NaN for an empty label); with ``predictions_dir`` also
+        ``prediction_file`` (the written file).
     """
     unlabelled = [c.case_id for c in cases if c.label is None]
     if unlabelled:
         raise LabelError(f"cases without a label map: {unlabelled[:5]}",
                          fix="label adherence compares each image with its own label: every case needs one")
     rows = []
+    folder = Path(predictions_dir) if predictions_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     for case, pred in zip(cases, segment(model, cases)):
         ref = case.label > 0
         det = lesion_detection(pred, ref, min_size_voxels=min_lesion_voxels)
@@ -69,6 +95,10 @@ def label_adherence(model: TrainedSegmenter, cases: Sequence[Case], *, min_lesio
                      "lesions": int(det["lesions"]), "false_positive_lesions": int(det["false_positives"]),
                      "label_ml": label_ml, "predicted_ml": pred_ml, "volume_error_ml": pred_ml - label_ml,
                      "volume_error_rel": (pred_ml - label_ml) / label_ml if label_ml > 0 else _NAN})
+        if folder is not None:
+            path = write_image(folder / prediction_file_name(case.case_id), (pred > 0).astype(np.uint8),
+                               case.geometry)
+            rows[-1]["prediction_file"] = str(path)
     return rows
 
 
@@ -186,16 +216,18 @@ def calibrate(real_train: Sequence[Case], real_test: Sequence[Case], *, context:
     return calib
 
 
-def screen(cases: Sequence[Case], calibration: dict[str, Any], *, check_intensity: bool = True
-           ) -> list[dict[str, Any]]:
+def screen(cases: Sequence[Case], calibration: dict[str, Any], *, check_intensity: bool = True,
+           predictions_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Per-case adherence rows with ``below_threshold``, ``intensity_out_of_range`` and the ``reason`` in words.
 
     Args:
         cases: prepared labelled cases (synthetic, or real for the baseline).
         calibration: from :func:`calibrate`.
         check_intensity: also flag lesion intensities outside the real range.
+        predictions_dir: also save the segmenter's predictions there (see :func:`label_adherence`).
     """
-    rows = label_adherence(calibration["model"], cases, min_lesion_voxels=calibration["min_lesion_voxels"])
+    rows = label_adherence(calibration["model"], cases, min_lesion_voxels=calibration["min_lesion_voxels"],
+                           predictions_dir=predictions_dir)
     lo, hi = calibration["intensity_range"]
     for case, row in zip(cases, rows):
         value = intensity_feature(case)["value"]
@@ -236,6 +268,8 @@ class AdherenceCheck(Check):
         max_share_below: largest share of synthetic cases below the threshold for a "follows labels" verdict.
         intensity_margin: widening of the real intensity range, in units of its spread.
         min_lesion_ml: connected components smaller than this are ignored by the detection.
+        save_predictions: write the segmenter's prediction of each synthetic case to
+            ``<out_dir>/predictions/<case_id>.nii.gz`` (on the prepared check grid, with its geometry).
         figures: draw the figure.
     """
 
@@ -243,13 +277,14 @@ class AdherenceCheck(Check):
 
     def __init__(self, *, config: SegmenterConfig | None = None, percentile: float = 5.0, margin: float = 0.1,
                  max_share_below: float = 0.1, intensity_margin: float = 0.5, min_lesion_ml: float = 0.05,
-                 figures: bool = True) -> None:
+                 save_predictions: bool = True, figures: bool = True) -> None:
         self.config = config
         self.percentile = percentile
         self.margin = margin
         self.max_share_below = max_share_below
         self.intensity_margin = intensity_margin
         self.min_lesion_ml = min_lesion_ml
+        self.save_predictions = save_predictions
         self.figures = figures
 
     def run(self, *, real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case],
@@ -262,7 +297,14 @@ class AdherenceCheck(Check):
                           margin=self.margin, intensity_margin=self.intensity_margin,
                           min_lesion_ml=self.min_lesion_ml)
         context.progress.report("adherence", 1, 2, "segmenting synthetic cases")
-        syn_rows = screen(synthetic, calib)
+        out_dir = Path(context.out_dir)
+        predictions = out_dir / PREDICTIONS_FOLDER if self.save_predictions else None
+        syn_rows = screen(synthetic, calib, predictions_dir=predictions)
+        # paths relative to the report folder (evaluate gives each check the folder <report>/<check name>)
+        files = {r["case_id"]: f"{out_dir.name}/{PREDICTIONS_FOLDER}/{Path(r['prediction_file']).name}"
+                 for r in syn_rows if "prediction_file" in r}
+        for r in syn_rows:
+            r["prediction"] = files.get(r["case_id"], "")
         real_rows = screen(real_test, calib)
         syn_dice = [r["dice"] for r in syn_rows]
         real_dice = [r["dice"] for r in real_rows]
@@ -296,14 +338,23 @@ class AdherenceCheck(Check):
         columns = ("case_id", "dice", "detection", "volume_error_ml", "volume_error_rel", "below_threshold",
                    "intensity", "intensity_out_of_range", "lesions", "false_positive_lesions", "label_ml",
                    "predicted_ml", "reason")
+        details: dict[str, Any] = {}
+        if files:
+            details["predictions"] = {
+                "folder": f"{out_dir.name}/{PREDICTIONS_FOLDER}", "relative_to": "the report folder",
+                "grid": f"prepared check grid ({context.profile.name}: spacing {list(context.profile.spacing)} mm, "
+                        f"shape {list(context.profile.shape)}), physical geometry kept",
+                "values": "1 = lesion predicted by the reference segmenter, 0 = not", "files": files}
         result = CheckResult(
             name=self.name, summary=summary,
-            tables={"per_case": [{k: r[k] for k in columns} for r in syn_rows],
+            tables={"per_case": [{**{k: r[k] for k in columns}, **({"prediction": r["prediction"]} if files else {})}
+                                 for r in syn_rows],
                     "real_calibration": [{k: r[k] for k in columns} for r in real_rows],
                     "intensity_real": [{"value": v} for v in calib["intensity_real"]]},
             details={"segmenter": calib["model"].describe(), "calibration": "reference segmenter (real training "
                      "cases only) on the real held-out cases", "min_lesion_voxels": calib["min_lesion_voxels"],
-                     "intensity_margin": self.intensity_margin, "max_share_below": self.max_share_below})
+                     "intensity_margin": self.intensity_margin, "max_share_below": self.max_share_below,
+                     **details})
         if self.figures:
             result.figures["adherence"] = _figure(Path(context.out_dir) / "adherence.png", real_dice, syn_dice,
                                                   calib["threshold"])

@@ -7,8 +7,8 @@ A family describes *what* it trains as a :class:`TrainingProgram` (its networks,
   supports it, else fp16 with a gradient scaler), full precision on CPU;
 * determinism: networks are initialised from ``seed``, every step re-seeds torch, numpy and ``random`` from
   ``(seed, step, rank)``, batches are a pure function of the step (:class:`~.data.TrainingData`), and
-  ``torch.use_deterministic_algorithms`` is on while training (warn-only on CUDA, where a few kernels have no
-  deterministic version);
+  ``torch.use_deterministic_algorithms`` is on while training on CPU (on CUDA only when asked, as warn-only, since
+  a few kernels have no deterministic version; by default CUDA runs autotuned cuDNN kernels for speed);
 * progress events (losses, step, ETA; validation previews) through a
   :class:`~SyntheticImagingLib.progress.Reporter`, which also carries the cancel;
 * periodic checkpoints (networks, optimisers, gradient scalers, step, data position, RNG states, loss history),
@@ -60,7 +60,8 @@ class TrainSettings:
         seed: seeds initialisation, data order, augmentation and noise.
         checkpoint_every: steps between checkpoints (one is always written at the end).
         preview_every: steps between validation previews (0: none).
-        deterministic: use deterministic algorithms (bit-exact resume on CPU).
+        deterministic: use deterministic algorithms (bit-exact resume on CPU); None: on CPU only, while CUDA runs
+            cuDNN autotuned kernels (faster 3D convolutions, not bit-reproducible).
         cache_dir: preprocessed-data cache (None: the default user cache; ``""``: no cache).
         num_threads: CPU threads for torch (None: torch's default).
     """
@@ -72,7 +73,7 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 100
     preview_every: int = 0
-    deterministic: bool = True
+    deterministic: bool | None = None
     cache_dir: str | None = None
     num_threads: int | None = None
 
@@ -257,6 +258,8 @@ class TrainResult:
 def _deterministic(enabled: bool, device: torch.device) -> Iterator[None]:
     previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
                 torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    if not enabled and device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: autotuning pays off after the first steps
     if enabled:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -319,7 +322,7 @@ class Trainer:
         signature = json.loads(json.dumps(program.signature(), default=str))
         state = self._resume_state(signature, resume)
         started = time.monotonic()
-        with _deterministic(s.deterministic, device):
+        with _deterministic(device.type == "cpu" if s.deterministic is None else s.deterministic, device):
             seed_everything(s.seed)
             raw = {k: m.to(device) for k, m in program.build().items()}
             optimizers = program.make_optimizers(raw)

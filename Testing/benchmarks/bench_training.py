@@ -227,6 +227,11 @@ def _reader() -> Any:
     return SimpleITKReader()
 
 
+def _head_mask(image: torch.Tensor) -> torch.Tensor:
+    """The head (any channel above 0), ``[1, x, y, z]`` float: the plain loop's stand-in for our brain mask."""
+    return (image > 0).any(0, keepdim=True).float()
+
+
 def _plain_transforms(spacing: float, shape: Sequence[int], reader: Any) -> Any:
     """The deterministic (cacheable) then the random transforms, as a MONAI tutorial writes them."""
     from monai import transforms as T
@@ -243,12 +248,14 @@ def _plain_transforms(spacing: float, shape: Sequence[int], reader: Any) -> Any:
         T.DeleteItemsd(["flair", "t1"]),
         T.CropForegroundd(["image", "label"], source_key="image", allow_smaller=True),
         T.ResizeWithPadOrCropd(["image", "label"], spatial_size=size_xyz),
+        T.CopyItemsd("image", names="brain"),
+        T.Lambdad("brain", _head_mask),
         T.ScaleIntensityd("image", minv=-1.0, maxv=1.0, channel_wise=True),
-        T.EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False),
     ]
     random = [
-        T.RandFlipd(["image", "label"], prob=0.5, spatial_axis=0),
+        T.RandFlipd(["image", "label", "brain"], prob=0.5, spatial_axis=0),
         T.RandScaleIntensityd("image", factors=0.1, prob=1.0, channel_wise=True),
+        T.EnsureTyped(["image", "label", "brain"], dtype=torch.float32, track_meta=False),
     ]
     return T.Compose(deterministic + random)
 
@@ -309,7 +316,7 @@ def bench_plain(cases: Any, *, spacing: float, shape: Sequence[int], architectur
         for batch in loader:
             images = batch["image"].to(device)
             label = batch["label"].to(device)
-            brain = (images > -1.0 + 1e-3).any(1, keepdim=True).float()
+            brain = batch["brain"].to(device)
             cond = torch.cat([(label == v).float() for v in values] + [brain], 1)
 
             optimizer_g.zero_grad(set_to_none=True)
