@@ -22,6 +22,8 @@ from .errors import InputError
 
 __all__ = [
     "inner_table_mask",
+    "encode_head_masks",
+    "decode_head_masks",
     "HeadMasks",
     "cormack_to_hu",
     "brain_mask",
@@ -446,6 +448,35 @@ def head_masks(ct_hu: np.ndarray, geometry: Geometry, *, bone_hu: float = BONE_H
     ventricles = _ventricles(hu, geometry, brain, midline_x)
     return HeadMasks(brain=brain, skull=skull, air=air, ventricles=ventricles, inner_table=inner_table,
                      midline_x=midline_x, hu=hu)
+
+
+def encode_head_masks(head: HeadMasks) -> np.ndarray:
+    """One uint8 map of the head masks, to store beside a model (0 other, 1 brain, 2 ventricles, 3 skull, 4 air).
+
+    Args:
+        head: the masks.
+    """
+    codes = np.zeros(head.shape, np.uint8)
+    codes[head.air] = 4
+    codes[head.skull] = 3
+    codes[head.brain] = 1
+    codes[head.ventricles & head.brain] = 2
+    return codes
+
+
+def decode_head_masks(codes: np.ndarray, geometry: Geometry) -> HeadMasks:
+    """Inverse of :func:`encode_head_masks` (inner table and midline derived again; no CT intensities).
+
+    Args:
+        codes: the uint8 map.
+        geometry: its geometry.
+    """
+    codes = np.asarray(codes)
+    brain = (codes == 1) | (codes == 2)
+    skull = codes == 3
+    return HeadMasks(brain=brain, skull=skull, air=codes == 4, ventricles=codes == 2,
+                     inner_table=inner_table_mask(brain, skull, geometry),
+                     midline_x=estimate_midline_x(brain, geometry))
 
 
 def inner_table_mask(brain: np.ndarray, skull: np.ndarray, geometry: Geometry, *, shell_mm: float = 2.0,

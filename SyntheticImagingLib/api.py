@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .cases import Case
+from .cases import Case, Modality
 from .errors import InputError
 from .generators.base import MODEL_CARD, Generator, create_generator, load_generator, read_card
 from .io.datasets import Dataset, load_dataset, write_dataset
@@ -31,12 +31,16 @@ SAMPLE_DATA = Path(os.environ.get("SYNTHETIC_IMAGING_SAMPLE_DATA",
 
 def sample_dataset() -> Dataset:
     """The bundled BraTS 2018 sample (10 cases, FLAIR + T1 + whole tumour, 2 mm)."""
-    return load_dataset(SAMPLE_DATA / "brats2018_2mm", layout="brats")
+    from .io.datasets import DatasetLayout
+
+    # Written by Resources/SampleData/make_sample_data.py as FLAIR / T1 / label (whole tumour) per case folder.
+    layout = DatasetLayout(channels={"FLAIR": "FLAIR.*", "T1": "T1.*"}, label="label.*", modality=Modality.MR)
+    return load_dataset(SAMPLE_DATA / "brats2018_2mm", layout=layout)
 
 
 def sample_ct_head() -> Case:
     """The bundled head-CT template with skull, in HU (2 mm), as a lesion-free background case."""
-    from .cases import HEMORRHAGE_LABELS, LesionKind, Modality
+    from .cases import HEMORRHAGE_LABELS, LesionKind
     from .io.images import read_image
 
     ct, geometry = read_image(SAMPLE_DATA / "ct_head" / "CT.nii.gz")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from .cases import HEMORRHAGE_LABELS, TUMOR_LABELS, LabelTable, LesionKind, Modality
+from .cases import TUMOR_LABELS, LabelTable, LesionKind, Modality
 from .errors import InputError
+from .lesions.controls import HEMORRHAGE_SUBTYPE_VALUES
 
-__all__ = ["TaskPreset", "TASKS", "get_task"]
+#: Labels of the head-CT task: the hemorrhage subtypes and perihematomal edema at their fixed values.
+HEMORRHAGE_SUBTYPE_LABELS = LabelTable({v: n for n, v in HEMORRHAGE_SUBTYPE_VALUES.items()})
+
+__all__ = ["TaskPreset", "TASKS", "get_task", "HEMORRHAGE_SUBTYPE_LABELS"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,7 +43,7 @@ TASKS: dict[str, TaskPreset] = {
                                   label_table=TUMOR_LABELS),
     "head-hemorrhage-ct": TaskPreset(name="head-hemorrhage-ct", modality=Modality.CT,
                                      lesion_kind=LesionKind.HEMORRHAGE, channels=("CT",), spacing=(2.0, 2.0, 2.0),
-                                     shape=(96, 112, 96), label_table=HEMORRHAGE_LABELS),
+                                     shape=(96, 112, 96), label_table=HEMORRHAGE_SUBTYPE_LABELS),
 }
 
 

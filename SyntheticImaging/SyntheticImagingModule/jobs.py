@@ -177,11 +177,14 @@ def cli_arguments(command: str, options: Mapping[str, Any] | None = None,
     """Arguments after ``-m SyntheticImagingLib``: ``--progress json <command> [positional] --flag value ...``.
 
     ``None`` and ``False`` options are left out, ``True`` gives a bare flag, lists and tuples are joined with
-    commas (``--checks utility,privacy``), underscores in names become dashes.
+    commas (``--checks utility,privacy``) except lists of paths, which give one value each (``--synthetic a b``),
+    underscores in names become dashes.
 
     Example:
         >>> cli_arguments("synthesize", {"n": 2, "seed": 0, "subtypes": ["a", "b"], "resume": False})
         ['--progress', 'json', 'synthesize', '--n', '2', '--seed', '0', '--subtypes', 'a,b']
+        >>> cli_arguments("evaluate", {"synthetic": [Path("/s/a"), Path("/s/b")]})[3:]
+        ['--synthetic', '/s/a', '/s/b']
     """
     args = ["--progress", "json", command, *[str(p) for p in positional]]
     for key, value in (options or {}).items():
@@ -190,6 +193,8 @@ def cli_arguments(command: str, options: Mapping[str, Any] | None = None,
         flag = "--" + key.replace("_", "-")
         if value is True:
             args.append(flag)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Path) for v in value):
+            args += [flag, *(str(v) for v in value)]
         elif isinstance(value, (list, tuple)):
             args += [flag, ",".join(str(v) for v in value)]
         else:

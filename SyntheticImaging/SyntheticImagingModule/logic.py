@@ -11,6 +11,10 @@ Python console::
                        outDir="/tmp/gen", steps=200)                       # scene cases (or a dataset folder)
     synthetic = logic.synthesize(ckpt, task="brain-tumor-mri", n=2, seed=0, location=pointListNode)
     tables = logic.evaluate("/data/train", "/data/test", synthetic, outDir="/tmp/eval")  # name -> table node
+    nodes = logic.loadAdherenceCase("/tmp/eval", "synthetic_0001")    # label + the segmenter's prediction
+    logic.showAdherenceCase(nodes)
+    ranking = logic.rankGenerators("/data/train", "/data/test", {"gan": "/gen/gan", "l2i": "/gen/l2i"},
+                                   outDir="/tmp/ranking")                  # name -> table node ("ranking" first)
     logic.exportDicom(synthetic, "/tmp/dicom", addToDatabase=True)
 
 Long jobs (train, synthesize, evaluate, export-dicom) run the library's CLI in a separate process, the same
@@ -59,15 +63,23 @@ ATTRIBUTE_CHANNEL = "SyntheticImaging.Channel"
 ATTRIBUTE_RESULT = "SyntheticImaging.Result"
 #: CT brain window (width, level) in HU.
 CT_WINDOW = (80.0, 40.0)
+#: Name and colour (RGB 0..1) of the adherence check's prediction overlay: cyan, apart from every label colour.
+PREDICTION_SEGMENT_NAME = "reference segmenter prediction"
+PREDICTION_COLOR = (0.1, 0.9, 1.0)
+#: The checks the module runs by default (adherence shares the utility check's reference segmenter).
+MODULE_CHECKS = ("utility", "adherence", "fidelity", "privacy")
 
 
 @dataclasses.dataclass
 class CaseNodes:
-    """The nodes showing one case: a scalar volume per channel and the segmentation (None without a label)."""
+    """The nodes showing one case: a scalar volume per channel, the segmentation (None without a label) and, for a
+    synthetic case of an evaluation, the reference segmenter's prediction (adherence check) as a second
+    segmentation."""
 
     caseId: str
     volumes: dict[str, Any]
     segmentation: Any | None = None
+    prediction: Any | None = None
 
     @property
     def referenceVolume(self) -> Any:
@@ -76,7 +88,7 @@ class CaseNodes:
 
     def nodes(self) -> list[Any]:
         """All the nodes."""
-        return [*self.volumes.values(), *([self.segmentation] if self.segmentation is not None else [])]
+        return [*self.volumes.values(), *[n for n in (self.segmentation, self.prediction) if n is not None]]
 
 
 def _matrix(vtkMatrix: vtk.vtkMatrix4x4) -> np.ndarray:
@@ -350,6 +362,105 @@ class SyntheticImagingLogic(ScriptedLoadableModuleLogic):
             if node is not None and node.GetScene() is not None:
                 slicer.mrmlScene.RemoveNode(node)
 
+    # -- adherence: a synthetic case with its label and the reference segmenter's prediction -------------------
+    def predictionToSegmentation(self, path: str | Path, name: str, *, color: Sequence[float] = PREDICTION_COLOR,
+                                 showSurface: bool = False) -> Any:
+        """A segmentation node with one segment (:data:`PREDICTION_SEGMENT_NAME`) from a 0/1 mask file, on the
+        file's own grid: the adherence check saves predictions on its check grid, which keeps the physical
+        position, so the mask overlays the case as loaded from its dataset."""
+        from SyntheticImagingLib.io import read_image
+
+        mask, geometry = read_image(path)
+        grid = slicer.util.addVolumeFromArray((mask > 0).astype(np.uint8), ijkToRAS=geometry.ijk_to_ras(),
+                                              name=f"{name} grid", nodeClassName="vtkMRMLLabelMapVolumeNode")
+        try:
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+            node.CreateDefaultDisplayNodes()
+            node.SetReferenceImageGeometryParameterFromVolumeNode(grid)
+            segmentId = node.GetSegmentation().AddEmptySegment("prediction", PREDICTION_SEGMENT_NAME,
+                                                               [float(c) for c in color])
+            slicer.util.updateSegmentBinaryLabelmapFromArray((mask > 0).astype(np.uint8), node, segmentId, grid)
+        finally:
+            slicer.mrmlScene.RemoveNode(grid)
+        if showSurface:
+            node.CreateClosedSurfaceRepresentation()
+        return node
+
+    @staticmethod
+    def styleAdherenceOverlay(caseNodes: CaseNodes, *, outlineThickness: int = 3) -> None:
+        """Label filled (and outlined) in its colours, the prediction as a thick outline only, both in the slice
+        views: where they disagree, the label's fill shows outside the prediction's outline or the outline
+        encloses unfilled tissue."""
+        for node, fill in ((caseNodes.segmentation, True), (caseNodes.prediction, False)):
+            if node is None:
+                continue
+            display = node.GetDisplayNode()
+            if display is None:
+                node.CreateDefaultDisplayNodes()
+                display = node.GetDisplayNode()
+            display.SetVisibility(True)
+            display.SetVisibility2DFill(fill)
+            display.SetVisibility2DOutline(True)
+            display.SetOpacity2DOutline(1.0)
+            if fill:
+                display.SetOpacity2DFill(0.5)
+            else:
+                display.SetSliceIntersectionThickness(outlineThickness)
+
+    def loadAdherenceCase(self, evaluation: str | Path, caseId: str | None = None, *,
+                          dataset: str | Path | None = None, showSurface: bool = False) -> CaseNodes:
+        """A synthetic case of an evaluation with its label and, as a second segmentation, the reference
+        segmenter's prediction saved by the adherence check, styled by :meth:`styleAdherenceOverlay`.
+
+        Args:
+            evaluation: the evaluation folder (``report.json`` with the adherence check).
+            caseId: the synthetic case (default: the first of the adherence per-case table).
+            dataset: the synthetic dataset folder (default: the one the report names).
+            showSurface: also build closed surfaces (3D view).
+
+        Raises:
+            InputError: the evaluation has no adherence predictions, or none for ``caseId``, or no dataset.
+        """
+        folder = Path(evaluation)
+        report = resultsLib.load_report(folder)
+        predictions = resultsLib.adherence_predictions(report)
+        if not predictions:
+            raise InputError(f"{folder} holds no prediction of the adherence check", where=str(folder),
+                             fix="run the checks with 'adherence' selected")
+        caseId = caseId or next(iter(predictions))
+        if caseId not in predictions:
+            raise InputError(f"no adherence prediction for case {caseId!r}", where=str(folder),
+                             fix=f"pick one of {list(predictions)[:10]}")
+        dataset = dataset or resultsLib.dataset_roots(report).get("synthetic")
+        if not dataset:
+            raise InputError("the report does not say where the synthetic set is", where=str(folder),
+                             fix="give the synthetic dataset folder")
+        nodes = self.loadDatasetCase(dataset, caseId, showSurface=showSurface)
+        try:
+            nodes.prediction = self.predictionToSegmentation(folder / predictions[caseId],
+                                                             f"{caseId} {PREDICTION_SEGMENT_NAME}",
+                                                             showSurface=showSurface)
+        except Exception:
+            self.removeCaseNodes(nodes)
+            raise
+        nodes.prediction.SetAttribute(ATTRIBUTE_CASE_ID, caseId)
+        self.styleAdherenceOverlay(nodes)
+        return nodes
+
+    @staticmethod
+    def adherenceCaseIds(evaluation: str | Path | Mapping[str, Any]) -> list[str]:
+        """The synthetic cases of an evaluation whose adherence prediction was saved, in the per-case table's order."""
+        report = evaluation if isinstance(evaluation, Mapping) else resultsLib.load_report(evaluation)
+        return list(resultsLib.adherence_predictions(report))
+
+    @staticmethod
+    def adherenceRow(evaluation: str | Path | Mapping[str, Any], caseId: str) -> dict[str, Any] | None:
+        """The adherence check's per-case row of a synthetic case (Dice, detection, volume error...)."""
+        report = evaluation if isinstance(evaluation, Mapping) else resultsLib.load_report(evaluation)
+        result = resultsLib.check_results(report).get("adherence", {})
+        rows = resultsLib.table_rows((result.get("tables") or {}).get("per_case")) or []
+        return next((r for r in rows if str(r.get("case_id")) == caseId), None)
+
     # -- datasets ------------------------------------------------------------------------------------------------
     @staticmethod
     def describeDataset(path: str | Path) -> dict[str, Any]:
@@ -512,10 +623,11 @@ class SyntheticImagingLogic(ScriptedLoadableModuleLogic):
                                  showSurface=showSurface) for case in dataset]
 
     def evaluate(self, realTrain: Any, realTest: Any, synthetic: Any, *, outDir: str | Path,
-                 checks: Sequence[str] = ("utility", "fidelity", "privacy"), profile: str = "quick",
+                 checks: Sequence[str] = MODULE_CHECKS, profile: str = "quick",
                  device: str = "auto", task: str | None = None, plots: bool = True) -> dict[str, Any]:
         """Run the checks and return their tables as table nodes (name -> node); with ``plots`` also adds the
-        plot chart nodes (Dice per regime with CIs, DCR histograms) to the scene.
+        plot chart nodes (Dice per regime with CIs, DCR histograms) to the scene. The adherence check's
+        per-case table is ``"adherence per_case"``; :meth:`loadAdherenceCase` shows a case with its prediction.
 
         ``realTrain``, ``realTest`` and ``synthetic`` are dataset folders or scene cases (see :meth:`train`).
         """
@@ -531,6 +643,66 @@ class SyntheticImagingLogic(ScriptedLoadableModuleLogic):
         if plots:
             self.resultsToPlots(tables)
         return tables
+
+    def rankGenerators(self, realTrain: Any, realTest: Any, syntheticSets: Mapping[str, Any] | Sequence[Any], *,
+                       outDir: str | Path, checks: Sequence[str] = MODULE_CHECKS, profile: str = "quick",
+                       device: str = "auto", task: str | None = None) -> dict[str, Any]:
+        """Evaluate several generators' synthetic sets against one real split and rank them (the library's
+        ``rank_generators``, through the CLI's ``evaluate`` with several ``--synthetic`` sets).
+
+        Args:
+            realTrain, realTest: dataset folders or scene cases (see :meth:`train`).
+            syntheticSets: generator name -> its synthetic set (folder or scene cases), or a list of folders
+                (named by folder). A set's folder name is its generator name in the ranking.
+            outDir: the ranking folder (``ranking.csv``/``.json``/``.png`` and one report folder per generator).
+            checks, profile, device, task: as :meth:`evaluate`.
+
+        Returns:
+            Table nodes: ``"ranking"`` (one row per generator, best first) and, per generator, its tables as
+            ``"<generator> <table>"`` (e.g. ``"gan adherence per_case"``).
+        """
+        outDir = Path(outDir)
+        work = outDir.parent
+        items = list(syntheticSets.items()) if isinstance(syntheticSets, Mapping) else [
+            (Path(s).name, s) for s in syntheticSets]
+        if len(items) < 2:
+            raise InputError("ranking needs two or more synthetic sets", fix="use evaluate() for one set")
+        paths = []
+        for name, data in items:
+            if isinstance(data, (str, Path)) and (Path(data).name == name or not isinstance(syntheticSets, Mapping)):
+                paths.append(Path(data))
+            else:  # the CLI names a generator by its folder: write the set under its name
+                paths.append(self._namedDataset(data, task, work / f"synthetic-sets-{_stamp()}" / _safeId(name)))
+        options = {"real_train": self._datasetPath(realTrain, task, work, "real-train"),
+                   "real_test": self._datasetPath(realTest, task, work, "real-test"),
+                   "synthetic": paths, "out": outDir, "checks": list(checks), "profile": profile,
+                   "device": device}
+        self.runCli("evaluate", options, logDir=work / "logs")
+        self.lastEvaluation = outDir
+        return self.rankingToTables(outDir)
+
+    def _namedDataset(self, data: Any, task: str | None, target: Path) -> Path:
+        # a copy, not a link: the CLI resolves links before it takes the folder name
+        return self.writeDataset(data, target, task=task)
+
+    def rankingToTables(self, ranking: str | Path) -> dict[str, Any]:
+        """Table nodes of a ranking folder: ``"ranking"`` first, then each generator's report tables named
+        ``"<generator> <table>"``."""
+        folder = Path(ranking)
+        rows = resultsLib.csv_tables(folder).get("ranking")
+        if not rows:
+            raise InputError(f"{folder} holds no ranking.csv", where=str(folder),
+                             fix="rank two or more synthetic sets first (rankGenerators)")
+        nodes = {"ranking": self.tableFromRows("SyntheticImaging ranking", rows)}
+        for row in rows:
+            name = str(row.get("generator", ""))
+            if name and (folder / name / "report.json").exists():
+                tables = resultsLib.report_tables(resultsLib.load_report(folder / name))
+                nodes.update({f"{name} {table}": self.tableFromRows(f"SyntheticImaging {name} {table}", tableRows)
+                              for table, tableRows in tables.items()})
+        for node in nodes.values():
+            node.SetAttribute(ATTRIBUTE_RESULT, "table")
+        return nodes
 
     def exportDicom(self, synthetic: Any, outDir: str | Path, *, patientPrefix: str | None = None,
                     addToDatabase: bool = True, task: str | None = None) -> Path:
@@ -691,6 +863,14 @@ class SyntheticImagingLogic(ScriptedLoadableModuleLogic):
         from . import views
 
         views.showCase(caseNodes)
+
+    @staticmethod
+    def showAdherenceCase(caseNodes: CaseNodes) -> None:
+        """Show a case from :meth:`loadAdherenceCase`: label filled, the segmenter's prediction outlined, the
+        slices at the lesion."""
+        from . import views
+
+        views.showAdherenceCase(caseNodes)
 
 
 def _stamp() -> str:

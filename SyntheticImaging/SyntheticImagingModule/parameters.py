@@ -18,7 +18,7 @@ from SyntheticImagingLib.tasks import TASKS
 __all__ = ["SyntheticImagingParameterNode", "CHECKS", "PROFILES", "DEVICES", "LABEL_FORMATS", "isSet"]
 
 #: The checks and profiles the CLI's ``evaluate`` accepts (importing the checks themselves would load torch).
-CHECKS = ("utility", "fidelity", "privacy")
+CHECKS = ("utility", "adherence", "fidelity", "privacy")
 PROFILES = ("quick", "full")
 DEVICES = ("auto", "cpu", "cuda")
 #: Label file formats of the NIfTI/segmentation export.
@@ -69,6 +69,7 @@ class SyntheticImagingParameterNode:
     syntheticDataset: Path
 
     checkUtility: bool = True
+    checkAdherence: bool = True
     checkFidelity: bool = True
     checkPrivacy: bool = True
     profile: Annotated[str, Choice(list(PROFILES))] = "quick"

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_report", "check_results", "table_rows", "report_tables", "dataset_roots", "csv_tables",
+__all__ = ["load_report", "check_results", "table_rows", "report_tables", "dataset_roots", "adherence_predictions",
+           "csv_tables",
            "numeric_columns", "string_columns", "NearestPair", "nearest_pairs", "PlotSeries", "PlotSpec", "plot_specs",
            "histogram_rows"]
 
@@ -106,6 +107,20 @@ def dataset_roots(report: Mapping[str, Any]) -> dict[str, str]:
     """The folders an evaluation compared (``real_train``, ``real_test``, ``synthetic``), where the report says."""
     data = report.get("data") if isinstance(report.get("data"), Mapping) else {}
     return {k: str(v["root"]) for k, v in data.items() if isinstance(v, Mapping) and v.get("root")}
+
+
+def adherence_predictions(report: Mapping[str, Any]) -> dict[str, str]:
+    """Synthetic case id -> the reference segmenter's prediction file of the adherence check, relative to the
+    report folder (``details["predictions"]["files"]``, else the per-case table's ``prediction`` column), in the
+    order of the per-case table; empty when the check did not run or saved none."""
+    result = check_results(report).get("adherence", {})
+    details = result.get("details") if isinstance(result.get("details"), Mapping) else {}
+    files = details.get("predictions", {}).get("files") if isinstance(details.get("predictions"), Mapping) else None
+    out = {str(k): str(v) for k, v in files.items() if v} if isinstance(files, Mapping) else {}
+    rows = table_rows((result.get("tables") or {}).get("per_case")) or []
+    ordered = {str(r["case_id"]): str(r.get("prediction") or out.get(str(r["case_id"]), "")) for r in rows
+               if r.get("case_id") is not None}
+    return {k: v for k, v in {**ordered, **{k: v for k, v in out.items() if k not in ordered}}.items() if v}
 
 
 def _number(text: str) -> float | int | str:

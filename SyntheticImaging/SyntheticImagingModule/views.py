@@ -11,7 +11,7 @@ import qt
 import slicer
 import vtk
 
-__all__ = ["showCase", "showCompare", "showResults", "openPath", "COMPARE_LAYOUT_ID"]
+__all__ = ["showCase", "showAdherenceCase", "showCompare", "showResults", "openPath", "COMPARE_LAYOUT_ID"]
 
 #: Layout id of the side-by-side compare layout (any id Slicer does not use).
 COMPARE_LAYOUT_ID = 31501
@@ -77,6 +77,23 @@ def showCase(caseNodes: Any, *, show3D: bool = True) -> None:
     if show3D:
         threeDView = layoutManager.threeDWidget(0).threeDView()
         threeDView.resetFocalPoint()
+
+
+def showAdherenceCase(caseNodes: Any) -> None:
+    """A case from the logic's ``loadAdherenceCase``: its label filled and the reference segmenter's prediction
+    outlined over the first channel in the slice views (the logic styled both), slices at the lesion."""
+    layoutManager = slicer.app.layoutManager()
+    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+    slicer.util.setSliceViewerLayers(background=caseNodes.referenceVolume, foreground=None, label=None, fit=True)
+    for node in (caseNodes.segmentation, caseNodes.prediction):
+        if node is not None and node.GetDisplayNode() is not None:
+            node.GetDisplayNode().SetVisibility(True)
+    center = _lesionCenter(caseNodes.segmentation) if caseNodes.segmentation is not None else None
+    if center is None and caseNodes.prediction is not None:
+        center = _lesionCenter(caseNodes.prediction)
+    if center is not None:
+        for name in layoutManager.sliceViewNames():
+            layoutManager.sliceWidget(name).mrmlSliceNode().JumpSliceByOffsetting(*center)
 
 
 def showCompare(left: Any, right: Any, leftTitle: str, rightTitle: str) -> None:

@@ -60,6 +60,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._jobStage = ""
         self._shownCase: CaseNodes | None = None
         self._compareCases: list[CaseNodes] = []
+        self._adherenceCase: CaseNodes | None = None
         self._readerStudy: ReaderStudy | None = None
         self._readerCase: CaseNodes | None = None
         self._readerReference: Any = None
@@ -105,6 +106,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showResultsButton.connect("clicked(bool)", self.onShowResults)
         self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
         self.ui.compareButton.connect("clicked(bool)", self.onCompare)
+        self.ui.showPredictionButton.connect("clicked(bool)", self.onShowAdherenceCase)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.exportFilesButton.connect("clicked(bool)", self.onExportFiles)
         self.ui.startReaderStudyButton.connect("clicked(bool)", self.onStartReaderStudy)
@@ -152,6 +154,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The scene is about to close: forget its nodes."""
         self.setParameterNode(None)
         self._shownCase, self._compareCases, self._readerCase = None, [], None
+        self._adherenceCase = None
         self._readerStudy = None
 
     def onSceneEndClose(self, caller: Any, event: Any) -> None:
@@ -548,8 +551,8 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onEvaluate(self) -> None:
         """Run the selected checks in the background; show the tables and plots when done."""
         p = self._parameterNode
-        checks = [name for name, on in (("utility", p.checkUtility), ("fidelity", p.checkFidelity),
-                                        ("privacy", p.checkPrivacy)) if on]
+        checks = [name for name, on in (("utility", p.checkUtility), ("adherence", p.checkAdherence),
+                                        ("fidelity", p.checkFidelity), ("privacy", p.checkPrivacy)) if on]
         if not checks:
             slicer.util.errorDisplay(_("Select at least one check."))
             return
@@ -569,13 +572,15 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._startJob("evaluate", options, done)
 
     def onShowResults(self) -> None:
-        """Metric tables as table nodes, Dice per regime and DCR histograms as plot charts."""
+        """Metric tables as table nodes (adherence per case among them), Dice per regime and DCR histograms as
+        plot charts; for a ranking folder (several synthetic sets), the ranking table first."""
         folder = self._require(self._parameterNode.evaluationDirectory, _("an evaluation folder"))
         if folder is None:
             return
         with slicer.util.tryWithErrorDisplay(_("Reading the evaluation failed."), waitCursor=True):
             self.logic.removeResultNodes()
-            tables = self.logic.resultsToTables(folder)
+            tables = self.logic.rankingToTables(folder) if (folder / "ranking.csv").exists() \
+                else self.logic.resultsToTables(folder)
             charts = self.logic.resultsToPlots(tables)
             summary = tables.get("summary")
             lines = [f"{r['check']}: {r['metric']} = {r['value']}" for r in self.logic.tableRows(summary)] \
@@ -619,6 +624,30 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             distance = "" if pair.distance is None else f" (distance {pair.distance:.3g})"
             views.showCompare(left, right, f"synthetic {pair.synthetic_id}",
                               f"nearest training case {pair.real_id}{distance}")
+
+    def onShowAdherenceCase(self) -> None:
+        """The selected synthetic case with its label (filled) and the reference segmenter's prediction (outlined)
+        from the label adherence check."""
+        p = self._parameterNode
+        folder = self._require(p.evaluationDirectory, _("an evaluation with the label adherence check"))
+        if folder is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Showing the prediction failed."), waitCursor=True):
+            dataset = self.logic.datasetRoots(folder).get("synthetic") or (
+                p.syntheticDataset if isSet(p.syntheticDataset) else None)
+            selected = self.ui.syntheticCaseComboBox.currentText
+            if selected not in self.logic.adherenceCaseIds(folder):
+                selected = None  # a case of another set: show the evaluation's first case
+            self.logic.removeCaseNodes(self._adherenceCase)
+            self._adherenceCase = None
+            self._adherenceCase = self.logic.loadAdherenceCase(folder, selected, dataset=dataset)
+            views.showAdherenceCase(self._adherenceCase)
+            row = self.logic.adherenceRow(folder, self._adherenceCase.caseId) or {}
+            if row:
+                self.ui.resultsSummaryLabel.setText(_(
+                    "{case}: label adherence Dice {dice:.2f} (label filled, segmenter prediction outlined in cyan)"
+                    "{reason}").format(case=self._adherenceCase.caseId, dice=float(row.get("dice") or 0.0),
+                                       reason=f"\n{row['reason']}" if row.get("reason") else ""))
 
     # -- Export ----------------------------------------------------------------------------------------------
     def _exportDir(self, kind: str) -> Path:

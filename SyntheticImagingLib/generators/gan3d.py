@@ -20,6 +20,7 @@ rendered region into the real image.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from monai.networks.nets.spade_network import SPADEDecoder
 from scipy import ndimage
 from torch import nn
 
+from ..anatomy import decode_head_masks
 from ..cases import Case, Geometry, LabelTable, Modality
 from ..errors import InputError, LabelError
 from ..lesions.controls import LesionControls
@@ -132,6 +134,23 @@ def new_lesion_label(brain: np.ndarray, geometry: Geometry, controls: LesionCont
                          fix="install the complete SyntheticImagingLib, or pass your own labels to generate()") \
             from None
     return make_lesion_label(brain, geometry, controls, rng=rng, templates=list(templates))
+
+
+def _head_anatomy(prepared: Sequence[PreparedCase], grid: GridSettings) -> list[tuple[np.ndarray, Geometry]]:
+    """CT: head masks (skull, air, ventricles) of every prepared case, encoded; [] for MR or skull-stripped CT."""
+    if grid.modality != Modality.CT:
+        return []
+    from ..anatomy import encode_head_masks, head_masks
+
+    out = []
+    for p in prepared:
+        hu = p.intensity.inverse_array(p.image[0].numpy() if torch.is_tensor(p.image) else p.image[0],
+                                       grid.channels[0])
+        try:
+            out.append((encode_head_masks(head_masks(hu, p.geometry)), p.geometry))
+        except InputError:
+            return []  # no skull (skull-stripped): lesions are placed from the brain mask alone
+    return out
 
 
 def _index_offset(geometry: Geometry, offset_mm: Sequence[float]) -> np.ndarray:
@@ -256,6 +275,7 @@ class GAN3DGenerator(Generator):
         self.net: nn.Module | None = None
         self.device = torch.device("cpu")
         self.references: list[tuple[np.ndarray, Geometry]] = []
+        self.head_anatomy: list[tuple[np.ndarray, Geometry]] = []  # CT: encoded head masks per reference
         self.templates: list[tuple[np.ndarray, Geometry]] = []
         self.intensity: IntensityMap | None = None
 
@@ -394,6 +414,7 @@ class GAN3DGenerator(Generator):
         self.net = result.modules["generator"].eval()
         self.device = torch.device(result.device)
         self.references = [(p.brain, p.geometry) for p in prepared]
+        self.head_anatomy = _head_anatomy(prepared, self.grid)
         self.templates = [(p.label > 0, p.geometry) for p in prepared if p.label.any()] \
             if self.config["keep_lesion_templates"] else []
         self.intensity = IntensityMap.mean_of([p.intensity for p in prepared])
@@ -412,6 +433,8 @@ class GAN3DGenerator(Generator):
         }
         if self.templates:
             files["templates"] = save_masks(directory / "lesion_templates.npz", self.templates)
+        if self.head_anatomy:
+            files["head_anatomy"] = save_masks(directory / "head_anatomy.npz", self.head_anatomy)
         return files
 
     def _load_state(self, directory: Path, card: Mapping[str, Any]) -> None:
@@ -423,6 +446,8 @@ class GAN3DGenerator(Generator):
         self.net = net.eval()
         self.references = load_masks(directory, files.get("references", {}))
         self.templates = load_masks(directory, files["templates"]) if files.get("templates") else []
+        self.head_anatomy = load_masks(directory, files["head_anatomy"], as_bool=False) \
+            if files.get("head_anatomy") else []
         self.intensity = IntensityMap.from_dict(files["intensity"])
 
     # -- synthesis ----------------------------------------------------------------------------------------------
@@ -479,7 +504,11 @@ class GAN3DGenerator(Generator):
             k = int(rng.integers(len(self.references)))
             brain, geometry = self.references[k]
             templates = self.templates if controls.use_templates else []
-            label, table, infos = new_lesion_label(brain, geometry, controls, rng=rng, templates=templates)
+            anatomy: Any = brain
+            if self.head_anatomy:  # CT: skull, ventricles and inner table for the hemorrhage subtypes
+                head = decode_head_masks(self.head_anatomy[k][0], geometry)
+                anatomy = dataclasses.replace(head, brain=head.brain & brain, ventricles=head.ventricles & brain)
+            label, table, infos = new_lesion_label(anatomy, geometry, controls, rng=rng, templates=templates)
             case = self.generate(label, brain, geometry, case_id=f"{self.family}-s{seed}-{i:04d}",
                                  label_table=table, metadata={"seed": seed, "index": i, "reference": k,
                                                               "controls": controls.to_dict(),

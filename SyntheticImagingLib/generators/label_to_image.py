@@ -247,8 +247,17 @@ class LabelToImageGenerator(Generator):
             ref = self._reference(amap, geometry, channels, f"synth_{seed}_{i:04d}")
             label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates)
             painted = paint_lesion(ref, new_mask, label, table.names, self.model, rng)
+            channels = self._corrupt(painted, case_seed)
+            if self.task.modality == Modality.MR:
+                # Skull-stripped references (BraTS) have an exactly-zero background: keep it so (blur and noise
+                # would otherwise leak a faint haze that reads as "head" to every foreground mask downstream).
+                outside = amap == 0
+                for name, image in channels.items():
+                    if abs(self.stats[k][name].get(0, (0.0, 0.0))[0]) < 1e-3 * max(
+                            m for m, _ in self.stats[k][name].values()):
+                        image[outside] = 0.0
             yield ref.case.replace(
-                channels=self._corrupt(painted, case_seed), label=label, label_table=table, brain_mask=ref.brain,
+                channels=channels, label=label, label_table=table, brain_mask=ref.brain,
                 metadata={"synthetic": True, "generator": self.name, "seed": seed, "index": i,
                           "lesions": infos, "controls": controls.to_dict()})
             reporter.report("synthesize", i + 1, n, f"case {i + 1}/{n}")

@@ -10,7 +10,7 @@ from scipy import ndimage
 from ..anatomy import HeadMasks, distance_mm, estimate_midline_x, head_masks_from_brain
 from ..cases import TUMOR_LABELS, TUMOR_SUBREGION_LABELS, Geometry, LabelTable, LesionKind
 from ..errors import InputError
-from .controls import LesionControls
+from .controls import EDEMA_NAME, HEMORRHAGE_SUBTYPE_VALUES, LesionControls
 from .hemorrhage import synthesize_hemorrhage_mask
 from .shapes import check_mask, fit_to_count, smooth_noise
 from .templates import template_lesion
@@ -18,23 +18,20 @@ from .tumor import CORE_FRACTION_RANGE, split_core_edema, synthesize_tumor_mask
 
 __all__ = ["make_lesion_label", "hemorrhage_label_table", "EDEMA_NAME", "EDEMA_FRACTION_RANGE"]
 
-#: Name of the perihematomal edema label (hemorrhage with ``subregions``).
-EDEMA_NAME = "perihematomal edema"
 #: Perihematomal edema volume as a share of its hematoma's volume (drawn uniformly per hematoma).
 EDEMA_FRACTION_RANGE = (0.3, 1.0)
 
 
 def hemorrhage_label_table(controls: LesionControls) -> LabelTable:
-    """Label table of a hemorrhage label map: one value per subtype in ``controls.subtypes`` order (1, 2, ...),
-    named ``"<subtype> hemorrhage"``, plus ``"perihematomal edema"`` last when ``controls.subregions``.
+    """Label table of a hemorrhage label map: the subtypes of ``controls``, named ``"<subtype> hemorrhage"``, plus
+    ``"perihematomal edema"`` when ``controls.subregions``, each at its fixed value (see
+    :data:`~.controls.HEMORRHAGE_SUBTYPE_VALUES`: 1 intraparenchymal ... 5 epidural, 6 edema).
 
     Args:
         controls: the lesion controls.
     """
-    names = {i + 1: f"{subtype} hemorrhage" for i, subtype in enumerate(controls.subtypes)}
-    if controls.subregions:
-        names[len(names) + 1] = EDEMA_NAME
-    return LabelTable(names)
+    names = [f"{subtype} hemorrhage" for subtype in controls.subtypes] + ([EDEMA_NAME] if controls.subregions else [])
+    return LabelTable({HEMORRHAGE_SUBTYPE_VALUES[n]: n for n in names})
 
 
 def _jittered(point: tuple[float, float, float], jitter_mm: float, rng: np.random.Generator) -> tuple[float, ...]:

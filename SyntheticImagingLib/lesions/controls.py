@@ -9,10 +9,15 @@ from typing import Any
 from ..cases import LesionKind
 from ..errors import InputError
 
-__all__ = ["LesionControls", "HEMORRHAGE_SUBTYPES"]
+__all__ = ["LesionControls", "HEMORRHAGE_SUBTYPES", "HEMORRHAGE_SUBTYPE_VALUES", "EDEMA_NAME"]
 
 #: Hemorrhage subtypes the mask synthesis knows.
 HEMORRHAGE_SUBTYPES = ("intraparenchymal", "intraventricular", "subarachnoid", "subdural", "epidural")
+#: Name of the perihematomal edema label (hemorrhage with ``subregions``).
+EDEMA_NAME = "perihematomal edema"
+#: Fixed label values of hemorrhage label maps: one per subtype (1-5 in :data:`HEMORRHAGE_SUBTYPES` order) and 6 for
+#: perihematomal edema, so that a value means the same subtype in every case, dataset and trained model.
+HEMORRHAGE_SUBTYPE_VALUES = {**{f"{s} hemorrhage": i + 1 for i, s in enumerate(HEMORRHAGE_SUBTYPES)}, EDEMA_NAME: 6}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -292,8 +292,10 @@ def save_masks(path: str | os.PathLike[str], masks: Sequence[tuple[np.ndarray, G
             "contents": "uint8 masks on the model grid with their geometries (no images)"}
 
 
-def load_masks(directory: str | os.PathLike[str], entry: dict[str, Any]) -> list[tuple[np.ndarray, Geometry]]:
-    """Read masks saved by :func:`save_masks`, checking the card's SHA-256 (no pickle)."""
+def load_masks(directory: str | os.PathLike[str], entry: dict[str, Any], *,
+               as_bool: bool = True) -> list[tuple[np.ndarray, Geometry]]:
+    """Read masks saved by :func:`save_masks`, checking the card's SHA-256 (no pickle); ``as_bool=False`` keeps
+    the stored uint8 codes (anatomy maps)."""
     from ..errors import CheckpointError
 
     name = str(entry.get("file", ""))
@@ -308,7 +310,7 @@ def load_masks(directory: str | os.PathLike[str], entry: dict[str, Any]) -> list
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             geoms = [Geometry.from_dict(g) for g in json.loads(str(z["geometries"]))]
-            masks = [z[f"mask_{i:05d}"].astype(bool) for i in range(len(geoms))]
+            masks = [z[f"mask_{i:05d}"].astype(bool if as_bool else np.uint8) for i in range(len(geoms))]
     except (ValueError, KeyError, OSError, json.JSONDecodeError) as err:
         raise CheckpointError(f"mask file cannot be read ({err})", where=str(path)) from None
     return list(zip(masks, geoms))

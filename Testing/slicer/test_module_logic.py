@@ -331,3 +331,113 @@ def test_synthesize_runs_the_cli_in_a_process_and_loads_nodes(scene, tmp_path):
     # inside the brain, so "near" is within a few centimetres)
     centre = case.geometry.index_to_physical(np.argwhere(case.label > 0).mean(axis=0))
     assert np.linalg.norm(centre - np.array([120.0, -120.0, 77.0])) < 40.0
+
+
+def _adherenceEvaluation(tmp_path: Path) -> tuple[Path, Case, np.ndarray]:
+    """A synthetic set of one case and an evaluation folder as the adherence check writes it: the reference
+    segmenter's prediction saved on a coarser grid (every second voxel, spacing doubled: same physical place)."""
+    from SyntheticImagingLib.checks.base import CheckResult
+    from SyntheticImagingLib.checks.report import write_report
+    from SyntheticImagingLib.io import write_dataset, write_image
+
+    case = _syntheticCase()
+    dataset = write_dataset([case], tmp_path / "synthetic")
+    evaluation = tmp_path / "evaluation"
+    mask = (case.label[::2, ::2, ::2] > 0).astype(np.uint8)
+    mask[0, 0, 0] = 1  # a false positive far from the label
+    coarse = Geometry(tuple(2 * s for s in case.geometry.spacing), case.geometry.origin, case.geometry.direction)
+    write_image(evaluation / "adherence" / "predictions" / f"{case.case_id}.nii.gz", mask, coarse)
+    relative = f"adherence/predictions/{case.case_id}.nii.gz"
+    row = {"case_id": case.case_id, "dice": 0.83, "detection": 1.0, "below_threshold": False, "reason": "",
+           "prediction": relative}
+    predictions = {"folder": "adherence/predictions", "files": {case.case_id: relative}}
+    result = CheckResult("adherence", summary={"verdict": "follows labels like real cases"},
+                         tables={"per_case": [row]}, details={"predictions": predictions})
+    write_report(evaluation, results=[result], settings={"profile": "quick"},
+                 data={"synthetic": {"cases": 1, "root": str(dataset)}})
+    return evaluation, case, mask
+
+
+def test_adherence_case_shows_label_and_prediction(scene, tmp_path):
+    from SyntheticImagingModule.logic import PREDICTION_COLOR, PREDICTION_SEGMENT_NAME
+
+    evaluation, case, mask = _adherenceEvaluation(tmp_path)
+    logic = SyntheticImagingLogic()
+    tables = logic.resultsToTables(evaluation)
+    assert logic.tableRows(tables["adherence per_case"])[0]["prediction"].endswith(f"{case.case_id}.nii.gz")
+    assert logic.adherenceCaseIds(evaluation) == [case.case_id]
+    assert logic.adherenceRow(evaluation, case.case_id)["dice"] == 0.83
+
+    nodes = logic.loadAdherenceCase(evaluation)  # the first case; its dataset from the report
+    assert nodes.caseId == case.case_id and nodes.prediction in nodes.nodes()
+    prediction = nodes.prediction.GetSegmentation()
+    assert prediction.GetNumberOfSegments() == 1
+    assert prediction.GetNthSegment(0).GetName() == PREDICTION_SEGMENT_NAME
+    np.testing.assert_allclose(prediction.GetNthSegment(0).GetColor(), PREDICTION_COLOR)
+    assert nodes.prediction.GetAttribute("SyntheticImaging.CaseId") == case.case_id
+    assert not slicer.util.getNodesByClass("vtkMRMLLabelMapVolumeNode")  # the helper grid node is gone
+    labelDisplay, predictionDisplay = nodes.segmentation.GetDisplayNode(), nodes.prediction.GetDisplayNode()
+    assert labelDisplay.GetVisibility2DFill() and labelDisplay.GetVisibility2DOutline()
+    assert not predictionDisplay.GetVisibility2DFill() and predictionDisplay.GetVisibility2DOutline()
+    assert predictionDisplay.GetSliceIntersectionThickness() == 3
+    # on the case's grid (nearest neighbour), the coarse prediction covers the label's voxels it was made from
+    onCase = slicer.util.arrayFromSegmentBinaryLabelmap(nodes.prediction, "prediction", nodes.referenceVolume) > 0
+    np.testing.assert_array_equal(onCase[::2, ::2, ::2], mask > 0)
+    # the label segmentation is the case's label, on its grid
+    label = slicer.util.arrayFromSegmentBinaryLabelmap(nodes.segmentation, "tumor core", nodes.referenceVolume)
+    np.testing.assert_array_equal(label > 0, case.label == 1)
+
+    with pytest.raises(Exception, match="no adherence prediction for case"):
+        logic.loadAdherenceCase(evaluation, "no_such_case")
+    logic.removeCaseNodes(nodes)
+    assert not slicer.util.getNodesByClass("vtkMRMLSegmentationNode")
+    (evaluation / "report.json").write_text('{"checks": {}}')
+    with pytest.raises(Exception, match="no prediction of the adherence check"):
+        logic.loadAdherenceCase(evaluation)
+
+
+def test_ranking_folder_becomes_tables(scene, tmp_path):
+    from SyntheticImagingLib.checks.ranking import RANKING_COLUMNS
+    from SyntheticImagingLib.checks.report import write_csv
+
+    folder = tmp_path / "ranking"
+    rows = [{c: None for c in RANKING_COLUMNS} for _ in range(2)]
+    for rank, (row, name, dice) in enumerate(zip(rows, ("l2i", "gan"), (0.61, 0.42)), start=1):
+        row.update(rank=rank, generator=name, utility_tstr_dice=dice, adherence_dice=dice + 0.1, warning="")
+        _writeReport(folder / name)
+    write_csv(folder / "ranking.csv", rows)
+    tables = SyntheticImagingLogic().rankingToTables(folder)
+    assert next(iter(tables)) == "ranking"
+    ranking = SyntheticImagingLogic().tableRows(tables["ranking"])
+    assert [r["generator"] for r in ranking] == ["l2i", "gan"] and [r["rank"] for r in ranking] == [1.0, 2.0]
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(tables["ranking"], "utility_tstr_dice"), [0.61, 0.42])
+    assert {"l2i utility regimes", "gan privacy per_synthetic_case", "gan summary"} <= set(tables)
+    assert all(n.GetAttribute("SyntheticImaging.Result") == "table" for n in tables.values())
+
+
+def test_rank_generators_passes_every_set_to_the_cli(scene, tmp_path, monkeypatch):
+    from SyntheticImagingModule.jobs import cli_arguments
+
+    from SyntheticImagingLib.io import write_dataset
+
+    logic = SyntheticImagingLogic()
+    sets = {name: write_dataset([_syntheticCase()], tmp_path / "sets" / folder)
+            for name, folder in (("gan", "gan"), ("diffusion", "run-2024"))}
+    calls = []
+
+    def fakeRun(command, options, **kwargs):
+        calls.append(cli_arguments(command, options))
+        out = Path(options["out"])
+        out.mkdir(parents=True)
+        (out / "ranking.csv").write_text("rank,generator,utility_tstr_dice\n1,gan,0.5\n2,diffusion,0.4\n")
+
+    monkeypatch.setattr(logic, "runCli", fakeRun)
+    tables = logic.rankGenerators(tmp_path / "train", tmp_path / "test", sets, outDir=tmp_path / "out")
+    args = calls[0]
+    synthetic = args[args.index("--synthetic") + 1: args.index("--synthetic") + 3]
+    assert Path(synthetic[0]) == sets["gan"]  # named by its folder already: passed as it is
+    assert Path(synthetic[1]).name == "diffusion" and load_dataset(synthetic[1]).case_ids == ["synthetic_0001"]
+    assert args[args.index("--checks") + 1] == "utility,adherence,fidelity,privacy"
+    assert [r["generator"] for r in logic.tableRows(tables["ranking"])] == ["gan", "diffusion"]
+    with pytest.raises(Exception, match="two or more"):
+        logic.rankGenerators(tmp_path / "train", tmp_path / "test", [sets["gan"]], outDir=tmp_path / "out2")

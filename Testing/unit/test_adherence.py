@@ -18,6 +18,7 @@ from SyntheticImagingLib.checks.prepare import prepare_cases
 from SyntheticImagingLib.checks.quality_filter import quality_filter, write_filtered
 from SyntheticImagingLib.checks.segmenter import SegmenterConfig
 from SyntheticImagingLib.io.datasets import load_dataset
+from SyntheticImagingLib.io.images import read_image
 
 N = 24
 TINY = Profile(name="tiny", spacing=(1.0, 1.0, 1.0), shape=(N, N, N), seeds=1, segmenter_steps=80,
@@ -98,6 +99,20 @@ def test_drifting_generators_below_real_honest_not(sets, cache, tmp_path):
     assert np.median([r["volume_error_rel"] for r in un]) < -0.5
     assert res["unpainted"].summary["share_intensity_out_of_range"] > 0.5  # lesion as dark as normal brain
     assert (tmp_path / "honest" / "adherence.png").exists()
+    # each synthetic case's prediction is saved on its prepared grid, and listed (relative to the report folder)
+    details = res["shifted"].details["predictions"]
+    assert details["folder"] == "shifted/predictions" and set(details["files"]) == {c.case_id for c in shifted}
+    prepared = {c.case_id: c for c in prepare_cases(shifted, TINY)}
+    for row in rows:
+        assert row["prediction"] == details["files"][row["case_id"]] == f"shifted/predictions/{row['case_id']}.nii.gz"
+        pred, geometry = read_image(tmp_path / row["prediction"])
+        case = prepared[row["case_id"]]
+        assert pred.shape == case.shape and geometry.differences(case.geometry) == []
+        assert set(np.unique(pred)) <= {0, 1} and pred.any()
+        # the saved mask is the one the Dice was computed from: found where the lesion is painted, not at its label
+        assert row["predicted_ml"] == pytest.approx(pred.sum() * case.geometry.voxel_volume_ml)
+        painted = np.roll(case.label > 0, -10, axis=1)
+        assert (pred > 0)[painted].mean() > 0.5 and (pred > 0)[case.label > 0].mean() < 0.2
 
 
 def test_quality_filter_drops_drifting_cases(sets, cache, tmp_path):

@@ -554,8 +554,9 @@ def test_make_lesion_label_hemorrhage_multiclass(phantom) -> None:
     controls = LesionControls(kind=LesionKind.HEMORRHAGE, count=4, volume_ml=(2.0, 4.0), subregions=True,
                               subtypes=("intraparenchymal", "subdural", "intraventricular"))
     label, table, infos = make_lesion_label(masks, geometry, controls, rng=np.random.default_rng(2))
-    assert table.names == {1: "intraparenchymal hemorrhage", 2: "subdural hemorrhage",
-                           3: "intraventricular hemorrhage", 4: "perihematomal edema"}
+    # Fixed values per subtype, whatever subset and order is asked for.
+    assert table.names == {1: "intraparenchymal hemorrhage", 4: "subdural hemorrhage",
+                           2: "intraventricular hemorrhage", 6: "perihematomal edema"}
     assert not (label.astype(bool) & (masks.skull | masks.air | ~masks.brain)).any()
     for info in infos:
         value = info["label_value"]
