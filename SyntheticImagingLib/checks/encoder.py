@@ -233,7 +233,7 @@ class FeatureEncoder:
         """Embedding dimension."""
         return int(self.config.widths[-1])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed(self, cases: Sequence[Case], *, batch_size: int = 16) -> np.ndarray:
         """Embeddings ``[n, dim]`` float32 (pooled trunk features, not the projection head's).
 
@@ -248,7 +248,7 @@ class FeatureEncoder:
             out[start:start + len(x)] = self.embed_arrays(x)
         return out
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed_arrays(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
         """Embeddings of a stacked batch ``[n, C, z, y, x]`` (see :meth:`embed`).
 

@@ -309,7 +309,7 @@ def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int
                             seconds=time.monotonic() - t0)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def segment(model: TrainedSegmenter, cases: Sequence[Case]) -> list[np.ndarray]:
     """Binary lesion masks (uint8 ``[z, y, x]``, on each case's grid) predicted by a trained segmenter.
 

@@ -358,7 +358,7 @@ class DiffusionGenerator(Generator):
 
     # -- sampling -------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample_tensor(self, *, seed: int, masks: torch.Tensor | None = None, nets: Mapping[str, nn.Module] | None = None
                       ) -> torch.Tensor:
         """One joint sample ``[1, C + 1 + K, *grid]`` in diffusion units (``[-1, 1]``).

@@ -452,7 +452,7 @@ class GAN3DGenerator(Generator):
 
     # -- synthesis ----------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, label: np.ndarray, brain_mask: np.ndarray, geometry: Geometry, *, case_id: str = "gan3d",
                  label_table: LabelTable | None = None, intensity: IntensityMap | None = None,
                  metadata: Mapping[str, Any] | None = None) -> Case:
@@ -516,7 +516,7 @@ class GAN3DGenerator(Generator):
             reporter.report("synthesize", i + 1, n, case.case_id)
             yield case
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def resynthesize(self, case: Case, *, edit: str = "move", offset_mm: Sequence[float] | None = None,
                      size_factor: float = 1.5, seed: int = 0, blend: bool = True) -> Case:
         """Re-render a real case with its lesion moved, resized or removed.

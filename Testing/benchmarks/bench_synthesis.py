@@ -4,7 +4,9 @@
 
 For the GAN the same label maps are rendered twice, side by side in one run: through the whole pipeline
 (``GAN3DGenerator.synthesize``: new lesion mask, conditioning, network, sliding window if needed, back to
-physical units) and as a bare ``net(cond)`` under ``torch.inference_mode``; the ratio is the library's overhead.
+physical units) and as a bare ``net(cond)`` under ``torch.inference_mode``; the ratio is the library's overhead
+including the new lesion mask, and the render ratio (``generate`` of a given label vs the bare forward) the
+overhead of conditioning, sliding window and conversion back to physical units alone.
 Weights are freshly initialised (throughput does not depend on training). Training-free families have no
 network: their throughput is reported alone. Prints medians and peak memory (CPU RSS; GPU max allocated).
 """
@@ -75,7 +77,10 @@ def bench_gan(shape: tuple[int, int, int], repeats: int, device: torch.device) -
 
     bare()
     forward = _median_time(bare, repeats, device)
-    return {"pipeline_s": pipeline, "forward_s": forward, "volumes_per_s": 1 / pipeline, "ratio": pipeline / forward}
+    # Rendering a given label (no mask synthesis): conditioning, network, back to physical units, the Case.
+    render = _median_time(lambda: gen.generate(label, brain, geometry), repeats, device)
+    return {"pipeline_s": pipeline, "render_s": render, "forward_s": forward, "volumes_per_s": 1 / pipeline,
+            "ratio": pipeline / forward, "render_ratio": render / forward}
 
 
 def bench_training_free(family: str, shape: tuple[int, int, int], repeats: int) -> dict[str, float]:
@@ -100,14 +105,17 @@ def main() -> int:
     device = torch.device(args.device)
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), torch "
           f"{torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (medians)")
-    print(f"{'family':18s} {'grid (z,y,x)':16s} {'pipeline s':>11s} {'forward s':>10s} {'vol/s':>8s} {'ratio':>7s}")
+    print(f"{'family':18s} {'grid (z,y,x)':16s} {'pipeline s':>11s} {'render s':>9s} {'forward s':>10s} {'vol/s':>8s} "
+          f"{'ratio':>7s} {'render ratio':>13s}")
     for family in args.families:
         for size in args.sizes:
             shape = _size(size)
             r = bench_gan(shape, args.repeats, device) if family == "gan3d" else \
                 bench_training_free(family, shape, args.repeats)
-            print(f"{family:18s} {str(shape):16s} {r['pipeline_s']:11.3f} {r.get('forward_s', float('nan')):10.3f} "
-                  f"{r['volumes_per_s']:8.3f} {r.get('ratio', float('nan')):7.3f}", flush=True)
+            nan = float("nan")
+            print(f"{family:18s} {str(shape):16s} {r['pipeline_s']:11.3f} {r.get('render_s', nan):9.3f} "
+                  f"{r.get('forward_s', nan):10.3f} {r['volumes_per_s']:8.3f} {r.get('ratio', nan):7.3f} "
+                  f"{r.get('render_ratio', nan):13.3f}", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
     print(f"peak CPU RSS {rss:.0f} MiB; peak GPU allocated {gpu:.0f} MiB")
