@@ -26,7 +26,7 @@ from SyntheticImagingLib.training.checkpoints import WEIGHTS_FILE, load_checkpoi
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = 12
+STEPS = 30
 CONFIG = {"spacing": [2, 2, 2], "shape": [16, 16, 16], "channels": [8, 16, 32], "disc_layers": 2, "disc_channels": 8}
 
 
@@ -58,13 +58,15 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(data, 
     proc = subprocess.Popen(_command(data, killed), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     killed_at = None
+    rnd = random.Random(proc.pid)
+    kill_step = rnd.randint(3, STEPS - 10)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             event = json.loads(line)
-            if event.get("type") == "progress" and event.get("stage") == "train" and event.get("step", 0) >= 2:
-                # A random moment after the first checkpoint: mid-step, mid-checkpoint-write, anywhere.
-                time.sleep(random.Random(os.getpid()).uniform(0.0, 0.8))
+            if event.get("type") == "progress" and event.get("stage") == "train" and event.get("step", 0) >= kill_step:
+                # A random moment well inside the run: mid-step, mid-checkpoint-write, anywhere in the next step.
+                time.sleep(rnd.uniform(0.0, 0.05))
                 killed_at = event["step"]
                 os.kill(proc.pid, signal.SIGKILL)
                 break
