@@ -3,7 +3,8 @@
 * NIfTI: truncated data (ITK zero-fills it) and NaN/Inf (ITK reads them as 0), in one streaming pass over the
   voxel data (decompressed on the fly);
 * MetaImage and NRRD text headers: absurd dimension counts or sizes (fuzzing found ``NDims = 999999999`` to
-  crash ITK's MetaIO reader with a segmentation fault, which no ``try`` can catch).
+  crash ITK's MetaIO reader with a segmentation fault, which no ``try`` can catch), and non-finite, absurd or
+  degenerate spacing / origin / directions (a ``1e308`` in ``TransformMatrix`` hangs ITK's SVD).
 """
 
 from __future__ import annotations
@@ -95,6 +96,57 @@ def check_text_header(path: Path, kind: str) -> None:
     if not 1 <= ndims <= 5 or len(sizes) != ndims or min(sizes) < 1:
         raise UnreadableFileError(f"the header is corrupt ({ndims_key} {ndims}, {sizes_key} {sizes[:8]})",
                                   where=where, fix="re-export the file")
+    _check_geometry_fields(fields, kind, where)
+
+
+#: Geometry fields of the text headers: spacing-like, position-like, direction-like (MetaIO accepts synonyms).
+_GEOMETRY_KEYS = {
+    "mha": {"spacing": ("ElementSpacing", "ElementSize"), "position": ("Offset", "Position", "Origin"),
+            "direction": ("TransformMatrix", "Rotation", "Orientation")},
+    "nrrd": {"spacing": ("spacings",), "position": ("space origin",), "direction": ("space directions",)},
+}
+#: Largest coordinate or spacing (mm) a header may state: a metre is already far outside any scanner.
+MAX_COORDINATE_MM = 1e6
+
+
+def _numbers(text: str) -> list[float] | None:
+    """The numbers of a header value (NRRD vectors ``(a,b,c)`` and ``none`` entries allowed); None if not numbers."""
+    out = []
+    for token in text.replace("(", " ").replace(")", " ").replace(",", " ").split():
+        if token.lower() == "none":  # NRRD: no direction for a non-spatial axis
+            continue
+        try:
+            out.append(float(token))
+        except ValueError:
+            return None
+    return out
+
+
+def _check_geometry_fields(fields: dict[str, str], kind: str, where: str) -> None:
+    """Refuse non-finite, absurd or degenerate spacing, position and direction values before ITK reads them
+    (fuzzing found a 1e308 in a MetaImage ``TransformMatrix`` to send ITK's SVD into an endless loop)."""
+    fix = "re-export the file; its header's geometry (spacing, origin, directions) is damaged"
+    for role, keys in _GEOMETRY_KEYS[kind].items():
+        for key in keys:
+            if key not in fields:
+                continue
+            values = _numbers(fields[key])
+            if values is None or not values or not all(np.isfinite(values)):
+                raise UnreadableFileError(f"the header's {key} is not a list of finite numbers: "
+                                          f"{fields[key][:80]!r}", where=where, fix=fix)
+            if max(abs(v) for v in values) > MAX_COORDINATE_MM:
+                raise UnreadableFileError(f"the header's {key} holds an absurd value ({max(values, key=abs):g})",
+                                          where=where, fix=fix)
+            if role == "spacing" and min(values) <= 0:
+                raise UnreadableFileError(f"the header's {key} is not positive: {values[:6]}", where=where, fix=fix)
+            if role == "direction":
+                n = int(round(len(values) ** 0.5))
+                if n * n == len(values) and n > 0:
+                    m = np.asarray(values, float).reshape(n, n)
+                    norms = np.linalg.norm(m, axis=0)
+                    if norms.min() <= 0 or abs(np.linalg.det(m / norms)) < 1e-3:
+                        raise UnreadableFileError(f"the header's {key} is degenerate (its axes are parallel or "
+                                                  "zero)", where=where, fix=fix)
 
 
 def check_header(path: Path) -> None:

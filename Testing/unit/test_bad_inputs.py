@@ -80,3 +80,19 @@ def test_absurd_text_header_dimensions_refused_before_itk(tmp_path, suffix, fiel
     path.write_bytes(path.read_bytes().replace(field, field[:-1] + b"999999999", 1))
     with pytest.raises(UnreadableFileError, match="header is corrupt"):
         read_image(path)
+
+
+@pytest.mark.parametrize("suffix,old,new,message", [
+    ("mha", b"TransformMatrix = 1 0 0 0 1 0 0 0 1", b"TransformMatrix = 1 0 0 0 1 0 1e308 0 1", "absurd value"),
+    ("mha", b"TransformMatrix = 1 0 0 0 1 0 0 0 1", b"TransformMatrix = 1 0 0 1 0 0 0 0 1", "degenerate"),
+    ("mha", b"ElementSpacing = 1 1 1", b"ElementSpacing = 1 nan 1", "finite"),
+    ("nrrd", b"space origin: (0,0,0)", b"space origin: (0,inf,0)", "finite"),
+])
+def test_damaged_text_header_geometry_refused_before_itk(tmp_path, suffix, old, new, message):
+    # found by fuzzing: a 1e308 in a MetaImage TransformMatrix sends ITK's SVD into an endless loop
+    path = write_image(tmp_path / f"x.{suffix}", np.ones((6, 7, 8), np.float32), Geometry(), compress=False)
+    data = path.read_bytes()
+    assert old in data, data[:400]
+    path.write_bytes(data.replace(old, new, 1))
+    with pytest.raises(UnreadableFileError, match=message):
+        read_image(path)
