@@ -514,12 +514,7 @@ def _ventricles(hu: np.ndarray, geometry: Geometry, brain: np.ndarray, midline_x
     first = float(np.clip((csf + tissue) / 2.0, VENTRICLE_HU[0] + 5.0, VENTRICLE_HU[1]))
     for threshold in (first, first - 2.0, first - 4.0, first - 6.0):
         candidate = central & (hu <= threshold) & (hu >= VENTRICLE_HU[0] - 20.0)
-        labels, n = ndimage.label(candidate, structure=np.ones((3, 3, 3), bool))
-        if n == 0:
-            continue
-        sizes = np.bincount(labels.ravel()) * voxel_ml
-        sizes[0] = 0.0
-        mask = (sizes >= 0.2)[labels]
+        mask = _drop_small(candidate, voxel_ml, 0.2)
         # Compact: not a large share of the deep brain (a larger one means the threshold leaked into white matter).
         if mask.any() and mask.sum() * voxel_ml <= 0.25 * central_ml:
             return _drop_small(_cut_midline_bridges(mask, geometry, x_phys - midline_x), voxel_ml, 0.2)

@@ -144,12 +144,13 @@ def _head_anatomy(prepared: Sequence[PreparedCase], grid: GridSettings) -> list[
 
     out = []
     for p in prepared:
-        hu = p.intensity.inverse_array(p.image[0].numpy() if torch.is_tensor(p.image) else p.image[0],
-                                       grid.channels[0])
         try:
-            out.append((encode_head_masks(head_masks(hu, p.geometry)), p.geometry))
+            head = head_masks(p.intensity.inverse_array(p.image[0], grid.channels[0]), p.geometry)
         except InputError:
             return []  # no skull (skull-stripped): lesions are placed from the brain mask alone
+        # New lesions stay inside the brain the generator is conditioned on.
+        head = dataclasses.replace(head, brain=head.brain & p.brain, ventricles=head.ventricles & p.brain)
+        out.append((encode_head_masks(head), p.geometry))
     return out
 
 
@@ -276,6 +277,7 @@ class GAN3DGenerator(Generator):
         self.device = torch.device("cpu")
         self.references: list[tuple[np.ndarray, Geometry]] = []
         self.head_anatomy: list[tuple[np.ndarray, Geometry]] = []  # CT: encoded head masks per reference
+        self._heads: dict[int, Any] = {}  # decoded head_anatomy, by reference index
         self.templates: list[tuple[np.ndarray, Geometry]] = []
         self.intensity: IntensityMap | None = None
 
@@ -414,7 +416,7 @@ class GAN3DGenerator(Generator):
         self.net = result.modules["generator"].eval()
         self.device = torch.device(result.device)
         self.references = [(p.brain, p.geometry) for p in prepared]
-        self.head_anatomy = _head_anatomy(prepared, self.grid)
+        self.head_anatomy, self._heads = _head_anatomy(prepared, self.grid), {}
         self.templates = [(p.label > 0, p.geometry) for p in prepared if p.label.any()] \
             if self.config["keep_lesion_templates"] else []
         self.intensity = IntensityMap.mean_of([p.intensity for p in prepared])
@@ -448,6 +450,7 @@ class GAN3DGenerator(Generator):
         self.templates = load_masks(directory, files["templates"]) if files.get("templates") else []
         self.head_anatomy = load_masks(directory, files["head_anatomy"], as_bool=False) \
             if files.get("head_anatomy") else []
+        self._heads = {}
         self.intensity = IntensityMap.from_dict(files["intensity"])
 
     # -- synthesis ----------------------------------------------------------------------------------------------
@@ -504,17 +507,24 @@ class GAN3DGenerator(Generator):
             k = int(rng.integers(len(self.references)))
             brain, geometry = self.references[k]
             templates = self.templates if controls.use_templates else []
-            anatomy: Any = brain
-            if self.head_anatomy:  # CT: skull, ventricles and inner table for the hemorrhage subtypes
-                head = decode_head_masks(self.head_anatomy[k][0], geometry)
-                anatomy = dataclasses.replace(head, brain=head.brain & brain, ventricles=head.ventricles & brain)
-            label, table, infos = new_lesion_label(anatomy, geometry, controls, rng=rng, templates=templates)
+            label, table, infos = new_lesion_label(self._anatomy(k), geometry, controls, rng=rng,
+                                                   templates=templates)
             case = self.generate(label, brain, geometry, case_id=f"{self.family}-s{seed}-{i:04d}",
                                  label_table=table, metadata={"seed": seed, "index": i, "reference": k,
                                                               "controls": controls.to_dict(),
                                                               "lesions": _plain(infos)})
             reporter.report("synthesize", i + 1, n, case.case_id)
             yield case
+
+    def _anatomy(self, k: int) -> Any:
+        """Where new lesions of reference ``k`` may go: its brain mask, or on CT its head masks (skull,
+        ventricles, inner table for every hemorrhage subtype), decoded once and kept with their derived fields."""
+        brain, geometry = self.references[k]
+        if not self.head_anatomy:
+            return brain
+        if k not in self._heads:
+            self._heads[k] = decode_head_masks(self.head_anatomy[k][0], geometry)
+        return self._heads[k]
 
     @torch.inference_mode()
     def resynthesize(self, case: Case, *, edit: str = "move", offset_mm: Sequence[float] | None = None,

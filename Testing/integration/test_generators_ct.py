@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from SyntheticImagingLib.api import sample_ct_head, synthesize
+from SyntheticImagingLib.generators import load_generator
 from SyntheticImagingLib.generators.diffusion import TINY_CONFIG
 from SyntheticImagingLib.lesions.controls import HEMORRHAGE_SUBTYPES, LesionControls
 from SyntheticImagingLib.training import train_generator
@@ -53,6 +54,10 @@ def test_gan_trains_on_template_ct_and_renders_blood_denser_than_brain(training_
         print(f"{case.case_id}: blood {np.median(ct[blood]):.0f} HU, brain {np.median(ct[brain]):.0f} HU")
         assert np.median(ct[brain]) == pytest.approx(30.0, abs=25.0)  # brain tissue in its HU range
         assert np.median(ct[blood]) > np.median(ct[brain]) + 10.0  # acute blood is hyperdense
+    # The saved generator keeps the head anatomy (masks only) and places the same bleeds.
+    loaded = load_generator(tmp_path / "gan")
+    again = next(loaded.synthesize(1, seed=2, controls=CONTROLS))
+    assert np.array_equal(again.label, cases[0].label)
 
 
 def test_diffusion_trains_on_template_ct_and_samples_image_and_mask(training_cases, tmp_path):
