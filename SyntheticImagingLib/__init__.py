@@ -21,7 +21,7 @@ _LAZY = {
     "read_image": "io.images", "write_image": "io.images",
     "LesionControls": "lesions.controls",
     "create_generator": "generators.base", "load_generator": "generators.base",
-    "available_generators": "generators.base",
+    "available_generators": "generators.base", "InferenceSettings": "generators.inference",
     "synthesize": "api", "get_generator": "api", "info": "api", "sample_dataset": "api", "sample_ct_head": "api",
     "run_demo": "demo",
     "train_generator": "training",

@@ -12,6 +12,7 @@ default thresholds below are chosen to work on it as well as on a real CT scan.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 from scipy import ndimage
@@ -358,6 +359,20 @@ def estimate_midline_x(brain: np.ndarray, geometry: Geometry, *, search_mm: floa
     brain = np.asarray(brain, dtype=bool)
     if not brain.any():
         raise InputError("the brain mask is empty", where="estimate_midline_x", fix="pass a non-empty brain mask")
+    # Synthesis draws many lesions on the same few anatomy backgrounds: the plane search (~0.1 s at 128^3) is done
+    # once per mask content, not per lesion.
+    key = (hashlib.blake2b(np.packbits(brain).tobytes(), digest_size=16).digest(), brain.shape, geometry, search_mm)
+    if key not in _MIDLINE_CACHE:
+        if len(_MIDLINE_CACHE) >= 64:
+            _MIDLINE_CACHE.pop(next(iter(_MIDLINE_CACHE)))
+        _MIDLINE_CACHE[key] = _search_midline_x(brain, geometry, search_mm)
+    return _MIDLINE_CACHE[key]
+
+
+_MIDLINE_CACHE: dict[tuple[object, ...], float] = {}
+
+
+def _search_midline_x(brain: np.ndarray, geometry: Geometry, search_mm: float) -> float:
     idx = np.argwhere(brain)
     centroid = idx.mean(axis=0)
     # A regular subsample is plenty for the overlap score and keeps large 1 mm masks fast.

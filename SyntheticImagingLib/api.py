@@ -17,6 +17,7 @@ from typing import Any
 from .cases import Case, Modality
 from .errors import InputError
 from .generators.base import MODEL_CARD, Generator, create_generator, load_generator, read_card
+from .generators.inference import InferenceSettings
 from .io.datasets import Dataset, load_dataset, write_dataset
 from .lesions.controls import LesionControls
 from .progress import ProgressCallback, Reporter, as_reporter
@@ -88,7 +89,8 @@ def synthesize(generator: str | os.PathLike[str] | Generator, n: int, *, seed: i
                controls: LesionControls | None = None, task: str | None = None,
                data: Dataset | Sequence[Case] | str | os.PathLike[str] | None = None,
                out: str | os.PathLike[str] | None = None, label_format: str = "nii.gz", overwrite: bool = False,
-               progress: Reporter | ProgressCallback | None = None, **config: Any) -> list[Case] | Path:
+               progress: Reporter | ProgressCallback | None = None, inference: InferenceSettings | None = None,
+               **config: Any) -> list[Case] | Path:
     """Synthesize ``n`` labelled cases.
 
     Args:
@@ -102,12 +104,18 @@ def synthesize(generator: str | os.PathLike[str] | Generator, n: int, *, seed: i
         label_format: ``nii.gz``, ``nrrd`` or ``seg.nrrd``.
         overwrite: replace an existing output folder.
         progress: progress callback or reporter.
+        inference: device, precision, batch size... of the networks (default: CUDA when present, bf16 where the
+            hardware computes it natively, see :class:`~SyntheticImagingLib.generators.inference.InferenceSettings`;
+            a given generator instance keeps what :meth:`~Generator.to` set when None).
         **config: family settings.
     """
     if n < 1:
         raise InputError(f"number of cases must be >= 1, got {n}")
     reporter = as_reporter(progress)
     gen = get_generator(generator, task=task, data=data, progress=reporter, **config)
+    if inference is not None or not isinstance(generator, Generator):  # keep what a given instance was set to
+        settings = inference or InferenceSettings()
+        gen.to(settings.device, **settings.options())
     if controls is None:
         controls = LesionControls(kind=gen.task.lesion_kind)
     cases = gen.synthesize(n, seed=seed, controls=controls, progress=reporter)

@@ -92,16 +92,18 @@ def _cmd_demo(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
 
 
 def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
-    from .api import get_generator
-    from .io.datasets import load_dataset, write_dataset
+    from .api import get_generator, synthesize
+    from .generators.inference import InferenceSettings
+    from .io.datasets import load_dataset
 
+    inference = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
+                                  compile=args.compile, channels_last=args.channels_last)
     data = load_dataset(args.data, layout=args.layout) if args.data else None
     gen = get_generator(args.generator, task=args.task, data=data, progress=reporter)
     controls = _controls(args, gen.task.lesion_kind.value)
-    cases = gen.synthesize(args.n, seed=args.seed, controls=controls, progress=reporter)
-    info = {"synthetic": True, "generator": gen.card(), "seed": args.seed, "controls": controls.to_dict()}
-    out = write_dataset(cases, args.out, label_format=args.label_format, info=info, overwrite=args.overwrite)
-    return {"out": str(out), "cases": args.n, "generator": gen.name}
+    out = synthesize(gen, args.n, seed=args.seed, controls=controls, out=args.out, label_format=args.label_format,
+                     overwrite=args.overwrite, progress=reporter, inference=inference)
+    return {"out": str(out), "cases": args.n, "generator": gen.name, "inference": inference.to_dict()}
 
 
 def _cmd_info(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -202,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--label-format", choices=("nii.gz", "nrrd", "seg.nrrd"), default="nii.gz")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where trained networks run")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="network precision (auto: bf16 where the GPU/CPU computes it natively, else fp32)")
+    p.add_argument("--batch-size", type=int, default=None, help="volumes per network call (default 1 CPU, 4 GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks (slow start, long runs)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last 3D memory layout")
     _add_lesion_args(p)
 
     p = command("info", _cmd_info, "what a dataset or generator folder holds")

@@ -596,7 +596,7 @@ class SyntheticImagingLogic(ScriptedLoadableModuleLogic):
     def synthesize(self, generator: str | Path, *, task: str, n: int, seed: int = 0, data: Any = None,
                    outDir: str | Path | None = None, lesionVolumeMl: float | tuple[float, float] | None = None,
                    lesionCount: int | None = None, location: Any | None = None, subtypes: Sequence[str] | None = None,
-                   load: bool = True, showSurface: bool = True) -> list[CaseNodes]:
+                   load: bool = True, showSurface: bool = True, device: str = "auto") -> list[CaseNodes]:
         """Synthesize ``n`` labelled cases and load them as nodes (``load=False``: only write them).
 
         Args:
@@ -607,13 +607,14 @@ class SyntheticImagingLogic(ScriptedLoadableModuleLogic):
             outDir: the synthetic dataset folder (default: a new temporary folder); kept in
                 ``self.lastSyntheticDataset``.
             lesionVolumeMl, lesionCount, location, subtypes: lesion controls (see :meth:`lesionOptions`).
+            device: where a trained generator's network runs (``auto``: the GPU when present, bf16 where native).
         """
         outDir = Path(outDir) if outDir is not None else Path(tempfile.mkdtemp(prefix="SyntheticImaging-")) / "synth"
         dataPath = self._datasetPath(data, task, outDir.parent, "reference-data")
         lesion = self.lesionOptions(lesionVolumeMl=lesionVolumeMl, lesionCount=lesionCount, location=location,
                                     subtypes=subtypes)
         options = {"generator": generator, "data": dataPath, "task": task, "n": int(n), "seed": int(seed),
-                   "out": outDir, "label_format": "seg.nrrd", **lesion}
+                   "out": outDir, "label_format": "seg.nrrd", "device": device, **lesion}
         self.runCli("synthesize", options, logDir=outDir.parent / "logs")
         self.lastSyntheticDataset = outDir
         if not load:

@@ -516,7 +516,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         out = self._runDir("synthetic")
         options = {"generator": Path(p.checkpointPath) if useCheckpoint else p.generatorFamily, "data": data,
                    "task": p.task, "n": p.numberOfCases, "seed": p.seed, "out": out, "label_format": "seg.nrrd",
-                   **lesion}
+                   "device": p.device, **lesion}
 
         def done(outcome: Any) -> None:
             p.syntheticDataset = out

@@ -26,6 +26,7 @@ from ..io.atomic import write_json
 from ..lesions.controls import LesionControls
 from ..progress import ProgressCallback, Reporter
 from ..tasks import TaskPreset, get_task
+from .inference import InferenceSettings
 
 __all__ = ["Generator", "register_generator", "create_generator", "load_generator", "read_card", "available_generators",
            "MODEL_CARD", "library_version"]
@@ -63,6 +64,7 @@ class Generator(abc.ABC):
             raise InputError(f"unknown settings for generator {self.family!r}: {sorted(unknown)}",
                              fix=f"known settings: {sorted(self.default_config())}")
         self.training: dict[str, Any] = {}
+        self.inference = InferenceSettings(device="cpu")
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -78,6 +80,13 @@ class Generator(abc.ABC):
     def synthesize(self, n: int, *, seed: int = 0, controls: LesionControls | None = None,
                    progress: Reporter | ProgressCallback | None = None) -> Iterator[Case]:
         """Yield ``n`` new labelled cases, reproducibly for a given ``seed``."""
+
+    def to(self, device: str = "auto", **settings: Any) -> Generator:
+        """Where and how synthesis runs (:class:`~.inference.InferenceSettings`: device, precision, batch size,
+        compilation, memory layout). Families with networks move them; training-free families compute with NumPy
+        on the CPU and only keep the validated settings. Returns ``self``."""
+        self.inference = InferenceSettings(device=str(device), **settings)
+        return self
 
     @abc.abstractmethod
     def _save_state(self, directory: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ Its memory use and speed have not been measured in this project's CI (CPU only).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ from ..training.data import GridSettings, PreparedCase, TrainingData, data_finge
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
 from .base import Generator, register_generator
 from .gan3d import model_label, new_lesion_label
+from .inference import InferenceNetwork, InferenceSettings, resolve_precision
 
 __all__ = ["DiffusionGenerator", "TINY_CONFIG", "CUDA_LATENT_128_CONFIG"]
 
@@ -109,6 +111,7 @@ class DiffusionGenerator(Generator):
         self._check_config()
         self.nets: dict[str, nn.Module] = {}
         self.device = torch.device("cpu")
+        self._runner_cache: tuple[tuple[Any, ...], InferenceNetwork] | None = None
         self.references: list[tuple[np.ndarray, Geometry]] = []
         self.templates: list[tuple[np.ndarray, Geometry]] = []
         self.intensity: IntensityMap | None = None
@@ -306,6 +309,7 @@ class DiffusionGenerator(Generator):
         result = trainer.run(_DiffusionProgram(self, fingerprint), data, resume=resume)
         self.nets = {k: m.eval() for k, m in result.modules.items()}
         self.device = torch.device(result.device)
+        self.inference = dataclasses.replace(self.inference, device=str(self.device))
         self._set_references(prepared)
         self.training = training_card(settings, result, fingerprint)
         return self
@@ -349,12 +353,27 @@ class DiffusionGenerator(Generator):
                              fix="train it (fit / `synthetic-imaging train`) or load a trained folder")
         return self.nets
 
-    def to(self, device: str | torch.device) -> DiffusionGenerator:
-        """Move the networks to ``device`` for sampling. Returns ``self``."""
+    def to(self, device: str | torch.device = "auto", **settings: Any) -> DiffusionGenerator:
+        """Move the networks to ``device`` for sampling; ``settings`` are the other
+        :class:`~.inference.InferenceSettings` (the denoising network runs under their precision and layout; the
+        schedulers and the autoencoder stay fp32). Returns ``self``."""
+        self.inference = InferenceSettings(device=str(device), **settings)
         self.device = resolve_device(device)
+        resolve_precision(self.inference.precision, self.device)
         for m in self.nets.values():
             m.to(self.device)
         return self
+
+    def _sampling_nets(self) -> dict[str, nn.Module]:
+        """The trained networks, the denoiser wrapped for synthesis (built once per network and settings)."""
+        nets = self._require_nets()
+        s = self.inference
+        key = (id(nets["unet"]), self.device, s.precision, s.compile, s.channels_last)
+        if self._runner_cache is None or self._runner_cache[0] != key:
+            unet = InferenceNetwork(nets["unet"], dtype=resolve_precision(s.precision, self.device),
+                                    channels_last=s.channels_last, compile=s.compile)
+            self._runner_cache = (key, unet)
+        return {**nets, "unet": self._runner_cache[1]}
 
     # -- sampling -------------------------------------------------------------------------------------------
 
@@ -368,7 +387,7 @@ class DiffusionGenerator(Generator):
             masks: ``[1, 1 + K, *grid]`` given mask channels (None: masks are generated too).
             nets: networks to use (default: the trained ones).
         """
-        nets = nets or self._require_nets()
+        nets = nets or self._sampling_nets()
         unet = nets["unet"]
         sampler = self.sampling_scheduler()
         space_channels = int(self.config["latent_channels"]) if self.latent else self.n_total

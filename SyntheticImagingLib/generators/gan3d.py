@@ -55,6 +55,7 @@ from ..training.data import (
 )
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
 from .base import Generator, register_generator
+from .inference import InferenceNetwork, InferenceSettings, prefetch, resolve_precision
 
 __all__ = ["GAN3DGenerator", "new_lesion_label", "edit_label", "model_label", "class_means"]
 
@@ -86,8 +87,9 @@ class _ClassMeanPrior(nn.Module):
         any_lesion = lesion.sum(1, keepdim=True).clamp(max=1.0)
         inside = torch.maximum(brain, any_lesion)
         weights = torch.cat([1.0 - inside, inside - any_lesion, lesion], 1)
-        base = torch.einsum("bk...,kc->bc...", weights, self.class_means.to(cond.dtype))
-        return base + self.net(cond)
+        with torch.autocast(device_type=cond.device.type, enabled=False):  # the prior stays fp32 under autocast
+            base = torch.einsum("bk...,kc->bc...", weights.float(), self.class_means.float())
+        return base + self.net(cond).float()
 
 
 def class_means(prepared: Sequence[PreparedCase], values: Sequence[int]) -> np.ndarray:
@@ -275,6 +277,7 @@ class GAN3DGenerator(Generator):
         self._check_config()
         self.net: nn.Module | None = None
         self.device = torch.device("cpu")
+        self._runner_cache: tuple[tuple[Any, ...], InferenceNetwork] | None = None
         self.references: list[tuple[np.ndarray, Geometry]] = []
         self.head_anatomy: list[tuple[np.ndarray, Geometry]] = []  # CT: encoded head masks per reference
         self._heads: dict[int, Any] = {}  # decoded head_anatomy, by reference index
@@ -361,15 +364,33 @@ class GAN3DGenerator(Generator):
         return (-1.0, 2.0) if self.grid.modality == Modality.MR else (-1.0, 1.0)
 
     def render(self, cond: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
-        """Run the generator on a condition tensor, by sliding window when it exceeds the patch size."""
-        net = net or self._require_net()
+        """Run the generator on a condition tensor, by sliding window when it exceeds the patch size.
+
+        Args:
+            cond: ``[B, labels + 1, ...]`` condition on the network's device.
+            net: the network to run as is (training previews); None: the trained one under the synthesis
+                settings of :meth:`to` (precision, layout, compilation).
+        """
+        net = net or self._runner()
         if tuple(cond.shape[2:]) == self.patch_size:
             out = net(cond)
-        else:
-            inferer = SlidingWindowInferer(roi_size=self.patch_size, sw_batch_size=1,
-                                           overlap=float(self.config["sw_overlap"]), mode="gaussian")
+        else:  # larger than a patch: windows on the network's device, the whole volume stitched on the CPU
+            inferer = SlidingWindowInferer(roi_size=self.patch_size, sw_batch_size=max(1, cond.shape[0]),
+                                           overlap=float(self.config["sw_overlap"]), mode="gaussian",
+                                           sw_device=cond.device, device=torch.device("cpu"))
             out = inferer(cond, net)
         return out.float().clamp(*self.output_range)  # no tanh: clamp to the range the intensity map inverts
+
+    def _runner(self) -> InferenceNetwork:
+        """The trained network wrapped for synthesis (built once per network and settings)."""
+        net = self._require_net()
+        s = self.inference
+        key = (id(net), self.device, s.precision, s.compile, s.channels_last)
+        if self._runner_cache is None or self._runner_cache[0] != key:
+            runner = InferenceNetwork(net, dtype=resolve_precision(s.precision, self.device),
+                                      channels_last=s.channels_last, compile=s.compile)
+            self._runner_cache = (key, runner)
+        return self._runner_cache[1]
 
     def _require_net(self) -> nn.Module:
         if self.net is None or self.intensity is None:
@@ -377,9 +398,13 @@ class GAN3DGenerator(Generator):
                              fix="train it (fit / `synthetic-imaging train`) or load a trained folder")
         return self.net
 
-    def to(self, device: str | torch.device) -> GAN3DGenerator:
-        """Move the network to ``device`` (``auto``, ``cpu``, ``cuda``) for synthesis. Returns ``self``."""
+    def to(self, device: str | torch.device = "auto", **settings: Any) -> GAN3DGenerator:
+        """Where and how synthesis runs: move the network to ``device`` (``auto``, ``cpu``, ``cuda``); ``settings``
+        are the other :class:`~.inference.InferenceSettings` (precision, batch_size, compile, channels_last).
+        Returns ``self``."""
+        self.inference = InferenceSettings(device=str(device), **settings)
         self.device = resolve_device(device)
+        resolve_precision(self.inference.precision, self.device)  # fp16 on a CPU: a clear error now
         if self.net is not None:
             self.net.to(self.device)
         return self
@@ -415,6 +440,7 @@ class GAN3DGenerator(Generator):
         result = trainer.run(program, data, resume=resume)
         self.net = result.modules["generator"].eval()
         self.device = torch.device(result.device)
+        self.inference = dataclasses.replace(self.inference, device=str(self.device))
         self.references = [(p.brain, p.geometry) for p in prepared]
         self.head_anatomy, self._heads = _head_anatomy(prepared, self.grid), {}
         self.templates = [(p.label > 0, p.geometry) for p in prepared if p.label.any()] \
@@ -470,26 +496,41 @@ class GAN3DGenerator(Generator):
             intensity: map back to physical units (default: the training set's median map).
             metadata: extra provenance.
         """
-        net = self._require_net()
         label = np.asarray(label)
         brain = np.asarray(brain_mask, dtype=bool)
         if label.ndim != 3 or label.shape != brain.shape:
             raise InputError(f"label {label.shape} and brain mask {brain.shape} must be 3D arrays of one shape")
-        cond_label = model_label(label, self.grid.label_values)
-        lab = torch.from_numpy(cond_label.astype(np.int64))[None, None].to(self.device)
-        cond = self.condition(lab, torch.from_numpy(brain)[None, None].to(self.device))
-        image = self.render(cond, net)[0].cpu().numpy()
+        image = self._images([label], [brain])[0]
+        return self._case(image, label, brain, geometry, case_id=case_id, label_table=label_table,
+                          intensity=intensity, metadata=metadata)
+
+    @torch.inference_mode()
+    def _images(self, labels: Sequence[np.ndarray], brains: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Network-unit images ``[C, z, y, x]`` of label/brain pairs of one shape, in one network call."""
+        self._require_net()
+        lab = np.stack([model_label(np.asarray(x), self.grid.label_values).astype(np.int64) for x in labels])
+        cond = self.condition(torch.from_numpy(lab)[:, None].to(self.device),
+                              torch.from_numpy(np.stack(brains))[:, None].to(self.device))
+        return list(self.render(cond).cpu().numpy())
+
+    def _case(self, image: np.ndarray, label: np.ndarray, brain: np.ndarray, geometry: Geometry, *, case_id: str,
+              label_table: LabelTable | None, intensity: IntensityMap | None = None,
+              metadata: Mapping[str, Any] | None = None) -> Case:
+        """A rendered image (network units) as a labelled case in physical units."""
         imap = intensity or self.intensity
         assert imap is not None
         channels = {c: imap.inverse_array(image[i], c) for i, c in enumerate(self.grid.channels)}
         return Case(case_id=case_id, channels=channels, geometry=geometry, modality=self.task.modality,
-                    lesion_kind=self.task.lesion_kind, label=label.astype(np.int16),
+                    lesion_kind=self.task.lesion_kind, label=np.asarray(label).astype(np.int16),
                     label_table=label_table or self.task.label_table, brain_mask=brain,
                     metadata={"generator": self.name, "synthetic": True, **dict(metadata or {})})
 
     def synthesize(self, n: int, *, seed: int = 0, controls: LesionControls | None = None,
                    progress: Reporter | ProgressCallback | None = None) -> Iterator[Case]:
         """New cases: a training anatomy background, a new lesion label from ``controls``, the rendered image.
+
+        Labels are drawn one by one and rendered ``inference.batch_size`` at a time (see :meth:`to`); the cases
+        do not depend on the batch size.
 
         Args:
             n: number of cases.
@@ -503,17 +544,36 @@ class GAN3DGenerator(Generator):
         reporter = as_reporter(progress)
         controls = controls or LesionControls(kind=self.task.lesion_kind)
         rng = np.random.default_rng(seed)
-        for i in range(n):
-            k = int(rng.integers(len(self.references)))
-            brain, geometry = self.references[k]
-            templates = self.templates if controls.use_templates else []
-            label, table, infos = new_lesion_label(self._anatomy(k), geometry, controls, rng=rng,
-                                                   templates=templates)
-            case = self.generate(label, brain, geometry, case_id=f"{self.family}-s{seed}-{i:04d}",
-                                 label_table=table, metadata={"seed": seed, "index": i, "reference": k,
-                                                              "controls": controls.to_dict(),
-                                                              "lesions": _plain(infos)})
-            reporter.report("synthesize", i + 1, n, case.case_id)
+        batch_size = self.inference.resolved_batch_size(self.device)
+
+        def draws() -> Iterator[dict[str, Any]]:  # runs ahead in a thread while the network renders
+            for i in range(n):
+                k = int(rng.integers(len(self.references)))
+                brain, geometry = self.references[k]
+                templates = self.templates if controls.use_templates else []
+                label, table, infos = new_lesion_label(self._anatomy(k), geometry, controls, rng=rng,
+                                                       templates=templates)
+                yield {"label": label, "brain": brain, "geometry": geometry, "label_table": table,
+                       "case_id": f"{self.family}-s{seed}-{i:04d}",
+                       "metadata": {"seed": seed, "index": i, "reference": k, "controls": controls.to_dict(),
+                                    "lesions": _plain(infos)}}
+
+        pending: list[dict[str, Any]] = []
+        for i, draw in enumerate(prefetch(draws(), depth=batch_size)):
+            if pending and draw["brain"].shape != pending[0]["brain"].shape:  # one shape per network call
+                yield from self._render_pending(pending, reporter, n)
+            pending.append(draw)
+            if len(pending) >= batch_size or i == n - 1:
+                yield from self._render_pending(pending, reporter, n)
+
+    def _render_pending(self, pending: list[dict[str, Any]], reporter: Reporter, n: int) -> Iterator[Case]:
+        """Render drawn labels in one network call and yield their cases (``pending`` is emptied)."""
+        images = self._images([p["label"] for p in pending], [p["brain"] for p in pending])
+        done = [self._case(image, p.pop("label"), p.pop("brain"), p.pop("geometry"), **p)
+                for p, image in zip(pending, images)]
+        pending.clear()
+        for case in done:
+            reporter.report("synthesize", int(case.metadata["index"]) + 1, n, case.case_id)
             yield case
 
     def _anatomy(self, k: int) -> Any:
@@ -548,9 +608,7 @@ class GAN3DGenerator(Generator):
         p = prepare_case(case, self.grid)
         new_label = edit_label(p.label, p.brain, p.geometry, edit, offset_mm=offset_mm, size_factor=size_factor,
                                rng=np.random.default_rng(seed))
-        lab = torch.from_numpy(new_label.astype(np.int64))[None, None].to(self.device)
-        cond = self.condition(lab, torch.from_numpy(p.brain)[None, None].to(self.device))
-        rendered = self.render(cond)[0].cpu().numpy()
+        rendered = self._images([new_label], [p.brain])[0]
         if blend:
             w = _blend_weight((p.label > 0) | (new_label > 0), p.geometry, float(self.config["blend_margin_mm"]))
             rendered = w[None] * rendered + (1.0 - w[None]) * p.image

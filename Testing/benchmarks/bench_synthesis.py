@@ -1,14 +1,17 @@
 """Synthesis throughput per generator family and grid size, against the bare network forward pass.
 
     python Testing/benchmarks/bench_synthesis.py [--sizes 64 128 256x256x128] [--repeats 3] [--device cpu]
+        [--precisions fp32 bf16] [--channels 16,32,64,128 8,16,32,64] [--channels-last] [--compile]
 
-For the GAN the same label maps are rendered twice, side by side in one run: through the whole pipeline
-(``GAN3DGenerator.synthesize``: new lesion mask, conditioning, network, sliding window if needed, back to
-physical units) and as a bare ``net(cond)`` under ``torch.inference_mode``; the ratio is the library's overhead
-including the new lesion mask, and the render ratio (``generate`` of a given label vs the bare forward) the
-overhead of conditioning, sliding window and conversion back to physical units alone.
-Weights are freshly initialised (throughput does not depend on training). Training-free families have no
-network: their throughput is reported alone. Prints medians and peak memory (CPU RSS; GPU max allocated).
+For the GAN the same label maps are rendered side by side in one run, per precision: through the whole pipeline
+(``GAN3DGenerator.synthesize`` of ``--cases`` volumes, time per volume: new lesion masks, drawn in a background
+thread while the network renders, conditioning, network, sliding window if needed, back to physical units) and
+as a bare ``net(cond)`` under ``torch.inference_mode`` and the same autocast; the ratio is the library's overhead
+including the new lesion masks, and the render ratio (``generate`` of a given label vs the bare forward) the
+overhead of conditioning, sliding window and conversion back to physical units alone. ``speedup`` is the fp32
+pipeline time over this row's. ``--channels-last`` and ``--compile`` add rows for those options (compile time in
+``first s``). Weights are freshly initialised (throughput does not depend on training). Training-free families
+have no network: their throughput is reported alone. Prints medians and peak memory (CPU RSS; GPU max allocated).
 """
 
 from __future__ import annotations
@@ -57,30 +60,38 @@ def _median_time(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def bench_gan(shape: tuple[int, int, int], repeats: int, device: torch.device) -> dict[str, float]:
+def bench_gan(shape: tuple[int, int, int], repeats: int, device: torch.device, *, precision: str = "fp32",
+              channels: list[int] | None = None, channels_last: bool = False, compile: bool = False,
+              cases: int = 4) -> dict[str, float]:
     brain, geometry = _phantom(shape, 2.0)
-    gen = create_generator("gan3d", task="brain-tumor-mri", spacing=[2.0] * 3, shape=list(shape))
+    config = {"channels": channels} if channels else {}
+    gen = create_generator("gan3d", task="brain-tumor-mri", spacing=[2.0] * 3, shape=list(shape), **config)
+    torch.manual_seed(0)
     gen.net = gen.build_networks()["generator"].eval()
     gen.intensity = IntensityMap(gen.task.modality, {"FLAIR": 500.0, "T1": 500.0})
     gen.references = [(brain, geometry)]
-    gen.to(device)
+    gen.to(device, precision=precision, channels_last=channels_last, compile=compile)
     controls = LesionControls(kind="tumor", volume_ml=20.0, use_templates=False)
-    list(gen.synthesize(1, seed=99, controls=controls))  # warm-up
-    pipeline = _median_time(lambda: list(gen.synthesize(1, seed=0, controls=controls)), repeats, device)
+    t = time.perf_counter()
+    list(gen.synthesize(1, seed=99, controls=controls))  # warm-up (and compilation)
+    first = time.perf_counter() - t
+    # A run of `cases` volumes, per volume: the next lesion masks are drawn while the network renders.
+    pipeline = _median_time(lambda: list(gen.synthesize(cases, seed=0, controls=controls)), repeats, device) / cases
     label = np.zeros(shape, np.int64)
     label[tuple(slice(s // 2 - 4, s // 2 + 4) for s in shape)] = 1
     cond = gen.condition(torch.from_numpy(label)[None, None].to(device), torch.from_numpy(brain)[None, None].to(device))
+    runner = gen._runner()  # the network under this precision / layout / compilation
 
     def bare() -> None:
         with torch.inference_mode():
-            gen.net(cond)
+            runner(cond)
 
     bare()
     forward = _median_time(bare, repeats, device)
     # Rendering a given label (no mask synthesis): conditioning, network, back to physical units, the Case.
     render = _median_time(lambda: gen.generate(label, brain, geometry), repeats, device)
     return {"pipeline_s": pipeline, "render_s": render, "forward_s": forward, "volumes_per_s": 1 / pipeline,
-            "ratio": pipeline / forward, "render_ratio": render / forward}
+            "ratio": pipeline / forward, "render_ratio": render / forward, "first_s": first}
 
 
 def bench_training_free(family: str, shape: tuple[int, int, int], repeats: int) -> dict[str, float]:
@@ -101,21 +112,43 @@ def main() -> int:
     parser.add_argument("--families", nargs="+", default=["gan3d", "lesion-insertion", "label-to-image"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="GAN network precisions to time")
+    parser.add_argument("--channels", nargs="+", default=["16,32,64,128"], help="GAN generator widths to time")
+    parser.add_argument("--channels-last", action="store_true", help="add channels-last rows (last precision)")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (last precision)")
+    parser.add_argument("--cases", type=int, default=4, help="GAN volumes per timed synthesize() run")
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), torch "
           f"{torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats} (medians)")
-    print(f"{'family':18s} {'grid (z,y,x)':16s} {'pipeline s':>11s} {'render s':>9s} {'forward s':>10s} {'vol/s':>8s} "
-          f"{'ratio':>7s} {'render ratio':>13s}")
+    print(f"{'family':18s} {'variant':26s} {'grid (z,y,x)':16s} {'pipeline s':>11s} {'render s':>9s} "
+          f"{'forward s':>10s} {'vol/s':>8s} {'ratio':>7s} {'render ratio':>13s} {'speedup':>8s} {'first s':>8s}")
+    nan = float("nan")
     for family in args.families:
         for size in args.sizes:
             shape = _size(size)
-            r = bench_gan(shape, args.repeats, device) if family == "gan3d" else \
-                bench_training_free(family, shape, args.repeats)
-            nan = float("nan")
-            print(f"{family:18s} {str(shape):16s} {r['pipeline_s']:11.3f} {r.get('render_s', nan):9.3f} "
-                  f"{r.get('forward_s', nan):10.3f} {r['volumes_per_s']:8.3f} {r.get('ratio', nan):7.3f} "
-                  f"{r.get('render_ratio', nan):13.3f}", flush=True)
+            runs: list[tuple[str, dict[str, float]]] = []
+            if family == "gan3d":
+                for widths in args.channels:
+                    channels = [int(w) for w in widths.split(",")]
+                    base = "-".join(map(str, channels))
+                    variants = [(p, {"precision": p}) for p in args.precisions]
+                    last = args.precisions[-1]
+                    if args.channels_last:
+                        variants.append((f"{last} channels-last", {"precision": last, "channels_last": True}))
+                    if args.compile:
+                        variants.append((f"{last} compiled", {"precision": last, "compile": True}))
+                    for name, options in variants:
+                        runs.append((f"{base} {name}", bench_gan(shape, args.repeats, device, channels=channels,
+                                                                 cases=args.cases, **options)))
+            else:
+                runs.append(("-", bench_training_free(family, shape, args.repeats)))
+            reference = runs[0][1]["pipeline_s"]
+            for name, r in runs:
+                print(f"{family:18s} {name:26s} {str(shape):16s} {r['pipeline_s']:11.3f} {r.get('render_s', nan):9.3f} "
+                      f"{r.get('forward_s', nan):10.3f} {r['volumes_per_s']:8.3f} {r.get('ratio', nan):7.3f} "
+                      f"{r.get('render_ratio', nan):13.3f} {reference / r['pipeline_s']:8.2f} "
+                      f"{r.get('first_s', nan):8.1f}", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
     print(f"peak CPU RSS {rss:.0f} MiB; peak GPU allocated {gpu:.0f} MiB")

@@ -271,7 +271,7 @@ def bench_plain(cases: Any, *, spacing: float, shape: Sequence[int], architectur
         steps / warmup: steps to run, of which the first ``warmup`` are not timed.
         batch_size: samples per step.
         device: training device.
-        amp: bf16 autocast (CUDA only; the tutorials' default is full precision).
+        amp: bf16 autocast (the tutorials' default is full precision).
         seed: seeds the networks and the shuffling.
         cached: ``CacheDataset`` (else ``Dataset``).
         workers: DataLoader worker processes (0: load in this process, as our loop does).
@@ -302,10 +302,10 @@ def bench_plain(cases: Any, *, spacing: float, shape: Sequence[int], architectur
     adv_loss = PatchAdversarialLoss(criterion="least_squares")
     lambda_l1, lambda_adv = float(c["lambda_l1"]), float(c["lambda_adv"])
     values = gen.grid.label_values
-    use_amp = amp and device.type == "cuda"
+    use_amp = bool(amp)
 
     def autocast() -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_amp else contextlib.nullcontext()
 
     meter.prepared()
 
@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--amp", default="auto", help="our loop's mixed precision (auto, bf16, fp16, off)")
-    p.add_argument("--plain-amp", action="store_true", help="bf16 autocast in the plain loop too (CUDA)")
+    p.add_argument("--plain-amp", action="store_true", help="bf16 autocast in the plain loop too")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers of the plain loop")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)

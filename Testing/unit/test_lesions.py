@@ -197,6 +197,17 @@ def test_midline_with_flipped_direction() -> None:
     assert estimate_midline_x(brain, geometry) == pytest.approx(12.0, abs=1.0)
 
 
+def test_midline_is_remembered_by_mask_content_not_identity() -> None:
+    geometry = Geometry((2.0, 2.0, 2.0), origin=(-47.0, -47.0, -47.0))
+    left = ellipsoid(ISO_SHAPE, geometry, (30.0, 40.0, 30.0), center_xyz=(-6.0, 0.0, 0.0))
+    first = estimate_midline_x(left, geometry)
+    assert estimate_midline_x(left.copy(), geometry) == first  # same content: the remembered plane
+    moved = ellipsoid(ISO_SHAPE, geometry, (30.0, 40.0, 30.0), center_xyz=(10.0, 0.0, 0.0))
+    assert estimate_midline_x(moved, geometry) == pytest.approx(first + 16.0, abs=1.0)  # new content, new plane
+    shifted = Geometry((2.0, 2.0, 2.0), origin=(-37.0, -47.0, -47.0))
+    assert estimate_midline_x(left, shifted) == pytest.approx(first + 10.0, abs=0.01)  # geometry is in the key
+
+
 # --- shape primitives ------------------------------------------------------------------------------------------
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
