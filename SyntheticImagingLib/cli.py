@@ -97,7 +97,8 @@ def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, A
     from .io.datasets import load_dataset
 
     inference = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
-                                  compile=args.compile, channels_last=args.channels_last)
+                                  compile=args.compile, channels_last=args.channels_last,
+                                  label_workers=args.label_workers)
     data = load_dataset(args.data, layout=args.layout) if args.data else None
     gen = get_generator(args.generator, task=args.task, data=data, progress=reporter)
     controls = _controls(args, gen.task.lesion_kind.value)
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="volumes per network call (default 1 CPU, 4 GPU)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (slow start, long runs)")
     p.add_argument("--channels-last", action="store_true", help="channels-last 3D memory layout")
+    p.add_argument("--label-workers", type=int, default=0,
+                   help="processes drawing lesion labels ahead of the network (default 0: one thread)")
     _add_lesion_args(p)
 
     p = command("info", _cmd_info, "what a dataset or generator folder holds")

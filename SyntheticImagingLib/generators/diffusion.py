@@ -52,8 +52,9 @@ from ..training import checkpoints, distributed, prepare_training_data, training
 from ..training.data import GridSettings, PreparedCase, TrainingData, data_fingerprint, load_masks, save_masks
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
 from .base import Generator, register_generator
-from .gan3d import model_label, new_lesion_label
+from .gan3d import model_label
 from .inference import InferenceNetwork, InferenceSettings, resolve_precision
+from .lesion_draws import LesionDrawer, LesionJob, draw_labels, lesion_jobs
 
 __all__ = ["DiffusionGenerator", "TINY_CONFIG", "CUDA_LATENT_128_CONFIG"]
 
@@ -505,22 +506,25 @@ class DiffusionGenerator(Generator):
         """
         self._require_nets()
         reporter = as_reporter(progress)
-        rng = np.random.default_rng(seed)
-        for i in range(n):
-            k = int(rng.integers(len(self.references)))
-            brain, geometry = self.references[k]
-            case_id = f"{self.family}-s{seed}-{i:04d}"
-            sample_seed = int(rng.integers(2**31))
-            if controls is None:
+        jobs = list(lesion_jobs(n, len(self.references), seed))
+        if controls is None:
+            draws: Iterator[tuple[LesionJob, Any, Any, Any]] = ((job, None, None, None) for job in jobs)
+        else:  # new labels drawn ahead, in the background, while the denoiser samples
+            drawer = LesionDrawer(references=self.references, controls=controls, templates=self.templates)
+            draws = draw_labels(drawer, jobs, workers=self.inference.label_workers, depth=2)
+        for job, label, table, _ in draws:
+            brain, geometry = self.references[job.reference]
+            case_id = f"{self.family}-s{seed}-{job.index:04d}"
+            sample_seed = job.seed % 2**31
+            if label is None:
                 out = self.sample_tensor(seed=sample_seed)
                 case = self._to_case(out, geometry, case_id=case_id, label=None, brain=None, label_table=None,
-                                     metadata={"seed": seed, "index": i, "conditioned": False})
+                                     metadata={"seed": seed, "index": job.index, "conditioned": False})
             else:
-                templates = self.templates if controls.use_templates else []
-                label, table, _ = new_lesion_label(brain, geometry, controls, rng=rng, templates=templates)
                 case = self.generate(label, brain, geometry, seed=sample_seed, case_id=case_id, label_table=table,
-                                     metadata={"index": i, "reference": k, "controls": controls.to_dict()})
-            reporter.report("synthesize", i + 1, n, case.case_id)
+                                     metadata={"index": job.index, "reference": job.reference,
+                                               "controls": controls.to_dict() if controls else None})
+            reporter.report("synthesize", job.index + 1, n, case.case_id)
             yield case
 
 

@@ -36,7 +36,6 @@ from monai.networks.nets.spade_network import SPADEDecoder
 from scipy import ndimage
 from torch import nn
 
-from ..anatomy import decode_head_masks
 from ..cases import Case, Geometry, LabelTable, Modality
 from ..errors import InputError, LabelError
 from ..lesions.controls import LesionControls
@@ -55,7 +54,8 @@ from ..training.data import (
 )
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
 from .base import Generator, register_generator
-from .inference import InferenceNetwork, InferenceSettings, prefetch, resolve_precision
+from .inference import InferenceNetwork, InferenceSettings, resolve_precision
+from .lesion_draws import LesionDrawer, draw_labels, lesion_jobs, new_lesion_label
 
 __all__ = ["GAN3DGenerator", "new_lesion_label", "edit_label", "model_label", "class_means"]
 
@@ -113,29 +113,6 @@ def class_means(prepared: Sequence[PreparedCase], values: Sequence[int]) -> np.n
     means = sums / np.maximum(counts, 1)[:, None]
     means[counts == 0] = means[1]
     return means.astype(np.float32)
-
-
-def new_lesion_label(brain: np.ndarray, geometry: Geometry, controls: LesionControls, *, rng: np.random.Generator,
-                     templates: Sequence[tuple[np.ndarray, Geometry]] = ()) -> tuple[np.ndarray, LabelTable, Any]:
-    """A new lesion label inside ``brain`` from the project's lesion synthesis (imported when first needed).
-
-    Args:
-        brain: anatomy background (boolean ``[z, y, x]``).
-        geometry: its geometry.
-        controls: what lesions to draw.
-        rng: random generator.
-        templates: real lesion masks usable as shapes.
-
-    Returns:
-        ``(label, label table, per-lesion info)``.
-    """
-    try:
-        from ..lesions.compose import make_lesion_label
-    except ImportError as err:
-        raise InputError(f"the lesion-mask synthesis is not available in this installation ({err})",
-                         fix="install the complete SyntheticImagingLib, or pass your own labels to generate()") \
-            from None
-    return make_lesion_label(brain, geometry, controls, rng=rng, templates=list(templates))
 
 
 def _head_anatomy(prepared: Sequence[PreparedCase], grid: GridSettings) -> list[tuple[np.ndarray, Geometry]]:
@@ -543,27 +520,21 @@ class GAN3DGenerator(Generator):
             raise InputError("this generator has no anatomy references", where=self.name, fix="retrain it")
         reporter = as_reporter(progress)
         controls = controls or LesionControls(kind=self.task.lesion_kind)
-        rng = np.random.default_rng(seed)
         batch_size = self.inference.resolved_batch_size(self.device)
-
-        def draws() -> Iterator[dict[str, Any]]:  # runs ahead in a thread while the network renders
-            for i in range(n):
-                k = int(rng.integers(len(self.references)))
-                brain, geometry = self.references[k]
-                templates = self.templates if controls.use_templates else []
-                label, table, infos = new_lesion_label(self._anatomy(k), geometry, controls, rng=rng,
-                                                       templates=templates)
-                yield {"label": label, "brain": brain, "geometry": geometry, "label_table": table,
-                       "case_id": f"{self.family}-s{seed}-{i:04d}",
-                       "metadata": {"seed": seed, "index": i, "reference": k, "controls": controls.to_dict(),
-                                    "lesions": _plain(infos)}}
-
+        drawer = LesionDrawer(references=self.references, controls=controls, head_anatomy=self.head_anatomy,
+                              templates=self.templates, heads=self._heads)
+        jobs = list(lesion_jobs(n, len(self.references), seed))
+        draws = draw_labels(drawer, jobs, workers=self.inference.label_workers, depth=batch_size + 1)
         pending: list[dict[str, Any]] = []
-        for i, draw in enumerate(prefetch(draws(), depth=batch_size)):
-            if pending and draw["brain"].shape != pending[0]["brain"].shape:  # one shape per network call
+        for job, label, table, infos in draws:
+            brain, geometry = self.references[job.reference]
+            if pending and brain.shape != pending[0]["brain"].shape:  # one shape per network call
                 yield from self._render_pending(pending, reporter, n)
-            pending.append(draw)
-            if len(pending) >= batch_size or i == n - 1:
+            pending.append({"label": label, "brain": brain, "geometry": geometry, "label_table": table,
+                            "case_id": f"{self.family}-s{seed}-{job.index:04d}",
+                            "metadata": {"seed": seed, "index": job.index, "reference": job.reference,
+                                         "controls": controls.to_dict(), "lesions": _plain(infos)}})
+            if len(pending) >= batch_size or job.index == n - 1:
                 yield from self._render_pending(pending, reporter, n)
 
     def _render_pending(self, pending: list[dict[str, Any]], reporter: Reporter, n: int) -> Iterator[Case]:
@@ -575,16 +546,6 @@ class GAN3DGenerator(Generator):
         for case in done:
             reporter.report("synthesize", int(case.metadata["index"]) + 1, n, case.case_id)
             yield case
-
-    def _anatomy(self, k: int) -> Any:
-        """Where new lesions of reference ``k`` may go: its brain mask, or on CT its head masks (skull,
-        ventricles, inner table for every hemorrhage subtype), decoded once and kept with their derived fields."""
-        brain, geometry = self.references[k]
-        if not self.head_anatomy:
-            return brain
-        if k not in self._heads:
-            self._heads[k] = decode_head_masks(self.head_anatomy[k][0], geometry)
-        return self._heads[k]
 
     @torch.inference_mode()
     def resynthesize(self, case: Case, *, edit: str = "move", offset_mm: Sequence[float] | None = None,

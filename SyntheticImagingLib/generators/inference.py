@@ -78,6 +78,8 @@ class InferenceSettings:
         batch_size: volumes per network call (None: 1 on CPU, where a batch is no faster, 4 on a GPU).
         compile: wrap the networks in ``torch.compile`` (slow first call; helps long runs).
         channels_last: run 3D convolutions in channels-last (NDHWC) memory layout.
+        label_workers: processes drawing new lesion labels ahead of the network (0: one background thread; a GPU
+            renders faster than one CPU core draws 128^3 labels).
     """
 
     device: str = "auto"
@@ -85,6 +87,7 @@ class InferenceSettings:
     batch_size: int | None = None
     compile: bool = False
     channels_last: bool = False
+    label_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -92,6 +95,8 @@ class InferenceSettings:
                              fix=f"use one of {PRECISIONS}")
         if self.batch_size is not None and int(self.batch_size) < 1:
             raise InputError(f"batch size must be >= 1, got {self.batch_size}", where="--batch-size")
+        if int(self.label_workers) < 0:
+            raise InputError(f"label workers must be >= 0, got {self.label_workers}", where="--label-workers")
 
     def resolved_batch_size(self, device: torch.device) -> int:
         """Volumes per network call on ``device``."""

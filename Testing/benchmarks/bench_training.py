@@ -42,7 +42,6 @@ import contextlib
 import gc
 import json
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -65,6 +64,9 @@ from SyntheticImagingLib.progress import ProgressEvent  # noqa: E402
 from SyntheticImagingLib.training.data import prepare_cases  # noqa: E402
 from SyntheticImagingLib.training.loop import TrainSettings, resolve_device  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_memory import peak_rss_mb, reset_peak_rss  # noqa: E402
+
 __all__ = ["main", "GRIDS", "VARIANTS", "bench_ours", "bench_plain", "summarize"]
 
 #: ``--grid`` choices: spacing (mm) and shape (z, y, x).
@@ -83,26 +85,6 @@ TARGETS = {"cpu": 0.95, "cuda": 1.5}
 
 # -- memory -----------------------------------------------------------------------------------------------------
 
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak resident set (Linux ``clear_refs`` 5); False where it cannot."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set of this process in MiB (VmHWM; ``ru_maxrss`` elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -117,8 +99,8 @@ class _Meter:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        self.rss_reset = _reset_peak_rss()
-        self.rss_start_mb = _peak_rss_mb()
+        self.rss_reset = reset_peak_rss()
+        self.rss_start_mb = peak_rss_mb()
         _sync(device)
         self.start = time.perf_counter()
         self.prep_end: float | None = None
@@ -140,7 +122,7 @@ class _Meter:
         return {"step_s": step_s, "samples_per_s": batch_size / step_s,
                 "first_steps_s": (self.steps[w - 1] - (self.prep_end or self.start)) if w > 0 else None,
                 "prep_s": (self.prep_end or self.start) - self.start, "total_s": end - self.start, "steps_run": n,
-                "peak_rss_mb": round(_peak_rss_mb(), 1), "rss_at_start_mb": round(self.rss_start_mb, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1), "rss_at_start_mb": round(self.rss_start_mb, 1),
                 "rss_peak_reset": self.rss_reset,
                 "gpu_max_allocated_mb": round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
                 if self.device.type == "cuda" else None}

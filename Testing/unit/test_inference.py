@@ -60,7 +60,7 @@ def test_precision_choice():
         InferenceSettings(batch_size=0)
     assert InferenceSettings().resolved_batch_size(CPU) == 1
     assert InferenceSettings(batch_size=3).options() == {"precision": "auto", "batch_size": 3, "compile": False,
-                                                         "channels_last": False}
+                                                         "channels_last": False, "label_workers": 0}
 
 
 def test_bf16_synthesis_keeps_labels_and_images(gan):
@@ -163,3 +163,18 @@ def test_prefetch_keeps_order_raises_in_place_and_stops_with_the_consumer():
     assert next(stream) == 0
     stream.close()  # the consumer stops early: the producer thread ends
     assert not any(t.name == "synthesis-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+def test_label_worker_processes_make_the_same_cases_and_pass_errors_on(gan):
+    here = _cases(gan, precision="fp32", label_workers=0)
+    workers = _cases(gan, precision="fp32", label_workers=2)  # spawned processes draw the labels
+    assert [c.case_id for c in here] == [c.case_id for c in workers]
+    for a, b in zip(here, workers):
+        assert np.array_equal(a.label, b.label) and a.metadata["lesions"] == b.metadata["lesions"]
+        np.testing.assert_array_equal(a.channels["FLAIR"], b.channels["FLAIR"])
+    gan.to("cpu", precision="fp32", label_workers=1)
+    too_big = LesionControls(kind="tumor", volume_ml=500.0, use_templates=False)
+    with pytest.raises(InputError, match="too large"):  # raised in the worker, reported here
+        list(gan.synthesize(2, seed=0, controls=too_big))
+    with pytest.raises(InputError, match="label workers"):
+        InferenceSettings(label_workers=-1)
