@@ -46,6 +46,7 @@ from torch import nn
 from ..cases import Case, Geometry, LabelTable, Modality
 from ..errors import InputError
 from ..lesions.controls import LesionControls
+from ..lesions.draws import LesionDrawer, LesionJob, draw_labels, lesion_jobs
 from ..preprocessing import IntensityMap
 from ..progress import ProgressCallback, Reporter, as_reporter
 from ..training import checkpoints, distributed, prepare_training_data, training_card
@@ -54,7 +55,6 @@ from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings
 from .base import Generator, register_generator
 from .gan3d import model_label
 from .inference import InferenceNetwork, InferenceSettings, resolve_precision
-from .lesion_draws import LesionDrawer, LesionJob, draw_labels, lesion_jobs
 
 __all__ = ["DiffusionGenerator", "TINY_CONFIG", "CUDA_LATENT_128_CONFIG"]
 

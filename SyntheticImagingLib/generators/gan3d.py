@@ -39,6 +39,7 @@ from torch import nn
 from ..cases import Case, Geometry, LabelTable, Modality
 from ..errors import InputError, LabelError
 from ..lesions.controls import LesionControls
+from ..lesions.draws import LesionDrawer, draw_labels, lesion_jobs
 from ..preprocessing import IntensityMap
 from ..progress import ProgressCallback, Reporter, as_reporter
 from ..training import checkpoints, prepare_training_data, training_card
@@ -55,9 +56,8 @@ from ..training.data import (
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
 from .base import Generator, register_generator
 from .inference import InferenceNetwork, InferenceSettings, resolve_precision
-from .lesion_draws import LesionDrawer, draw_labels, lesion_jobs, new_lesion_label
 
-__all__ = ["GAN3DGenerator", "new_lesion_label", "edit_label", "model_label", "class_means"]
+__all__ = ["GAN3DGenerator", "edit_label", "model_label", "class_means"]
 
 
 class _SPADEGenerator(nn.Module):

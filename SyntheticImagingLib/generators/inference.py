@@ -18,20 +18,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import InputError
 
-__all__ = ["InferenceSettings", "InferenceNetwork", "PRECISIONS", "resolve_precision", "cpu_has_native_bf16",
-           "prefetch"]
-
-T = TypeVar("T")
+__all__ = ["InferenceSettings", "InferenceNetwork", "PRECISIONS", "resolve_precision", "cpu_has_native_bf16"]
 
 #: Accepted ``precision`` values.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -163,55 +158,3 @@ def _to_float(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _to_float(v) for k, v in value.items()}
     return value
-
-
-def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
-    """Produce ``items`` in a background thread, up to ``depth`` ahead of the consumer, in the same order.
-
-    Synthesis draws the next lesion masks (NumPy/SciPy) while the network renders the current ones (PyTorch
-    releases the GIL), so the mask synthesis no longer adds to the network time. Exceptions reach the consumer at
-    the item where they happened; a consumer that stops early stops the producer.
-
-    Args:
-        items: an iterable (consumed in the background thread only).
-        depth: how many items may wait, >= 1.
-
-    Example:
-        >>> list(prefetch(range(5), depth=2))
-        [0, 1, 2, 3, 4]
-    """
-    done = object()
-    slots: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def put(value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((done, None))
-        except BaseException as err:  # handed to the consumer, raised there
-            put((done, err))
-
-    worker = threading.Thread(target=produce, name="synthesis-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, err = slots.get()
-            if err is not None:
-                raise err
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)

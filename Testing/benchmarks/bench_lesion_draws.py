@@ -3,7 +3,7 @@
     python Testing/benchmarks/bench_lesion_draws.py [--size 128] [--n 24] [--workers 0 1 2] [--repeats 3]
 
 On a GPU the network renders a 128^3 volume in milliseconds, so the labels it renders must come at least as fast:
-this times :func:`~SyntheticImagingLib.generators.lesion_draws.draw_labels` alone (no network) on a phantom brain,
+this times :func:`~SyntheticImagingLib.lesions.draws.draw_labels` alone (no network) on a phantom brain,
 per worker count, side by side in one run (medians; process start-up included, as a synthesis run pays it).
 """
 
@@ -18,10 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_synthesis import _phantom, _size  # noqa: E402
-
-from SyntheticImagingLib.generators.lesion_draws import LesionDrawer, draw_labels, lesion_jobs  # noqa: E402
 from SyntheticImagingLib.lesions.controls import LesionControls  # noqa: E402
+from SyntheticImagingLib.lesions.draws import LesionDrawer, draw_labels, lesion_jobs  # noqa: E402
 
 
 def main() -> int:
@@ -31,6 +29,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    from bench_synthesis import _phantom, _size  # here, not at the top: spawned workers re-import this module
+
     shape = _size(args.size)
     brain, geometry = _phantom(shape, 2.0)
     drawer = LesionDrawer(references=[(brain, geometry)],

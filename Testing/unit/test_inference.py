@@ -11,6 +11,7 @@ from test_training import TINY_GAN, make_cases  # same folder: pytest puts it on
 from torch import nn
 
 from SyntheticImagingLib.api import synthesize
+from SyntheticImagingLib.background import prefetch
 from SyntheticImagingLib.cli import main
 from SyntheticImagingLib.errors import InputError
 from SyntheticImagingLib.generators.gan3d import _ClassMeanPrior
@@ -18,7 +19,6 @@ from SyntheticImagingLib.generators.inference import (
     InferenceNetwork,
     InferenceSettings,
     cpu_has_native_bf16,
-    prefetch,
     resolve_precision,
 )
 from SyntheticImagingLib.io.datasets import load_dataset

@@ -1,4 +1,4 @@
-"""New lesion labels for a trained generator's anatomy backgrounds, drawn ahead of the network.
+"""New lesion labels on a trained generator's anatomy backgrounds, drawn ahead of the network.
 
 A trained generator renders a label in milliseconds on a GPU, but drawing a new lesion label (shape, placement,
 distance fields) takes ~0.05 s of one CPU core at 128^3. :func:`draw_labels` therefore draws them in the
@@ -9,45 +9,19 @@ drawn from the synthesis seed in order), so the cases do not depend on how many 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import multiprocessing
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from ..anatomy import decode_head_masks
-from ..cases import Geometry, LabelTable
-from ..errors import InputError
-from ..lesions.controls import LesionControls
-from .inference import prefetch
+from ..background import ordered_map, prefetch
+from ..cases import Geometry
+from .compose import make_lesion_label
+from .controls import LesionControls
 
-__all__ = ["LesionDrawer", "LesionJob", "draw_labels", "lesion_jobs", "new_lesion_label"]
-
-
-def new_lesion_label(brain: np.ndarray, geometry: Geometry, controls: LesionControls, *, rng: np.random.Generator,
-                     templates: Sequence[tuple[np.ndarray, Geometry]] = ()) -> tuple[np.ndarray, LabelTable, Any]:
-    """A new lesion label inside ``brain`` from the project's lesion synthesis (imported when first needed).
-
-    Args:
-        brain: anatomy background (boolean ``[z, y, x]``).
-        geometry: its geometry.
-        controls: what lesions to draw.
-        rng: random generator.
-        templates: real lesion masks usable as shapes.
-
-    Returns:
-        ``(label, label table, per-lesion info)``.
-    """
-    try:
-        from ..lesions.compose import make_lesion_label
-    except ImportError as err:
-        raise InputError(f"the lesion-mask synthesis is not available in this installation ({err})",
-                         fix="install the complete SyntheticImagingLib, or pass your own labels to generate()") \
-            from None
-    return make_lesion_label(brain, geometry, controls, rng=rng, templates=list(templates))
+__all__ = ["LesionDrawer", "LesionJob", "draw_labels", "lesion_jobs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +74,8 @@ class LesionDrawer:
         """``(job, int16 label, label table, per-lesion info)``."""
         _, geometry = self.references[job.reference]
         templates = list(self.templates) if self.controls.use_templates else []
-        label, table, infos = new_lesion_label(self.anatomy(job.reference), geometry, self.controls,
-                                               rng=np.random.default_rng(job.seed), templates=templates)
+        label, table, infos = make_lesion_label(self.anatomy(job.reference), geometry, self.controls,
+                                                rng=np.random.default_rng(job.seed), templates=templates)
         return job, label, table, infos
 
 
@@ -110,12 +84,6 @@ _WORKER_DRAWER: LesionDrawer | None = None
 
 def _start_worker(drawer: LesionDrawer) -> None:
     global _WORKER_DRAWER
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # a drawing process needs no intra-op threads of its own
-    except ImportError:
-        pass
     _WORKER_DRAWER = drawer
 
 
@@ -131,32 +99,14 @@ def draw_labels(drawer: LesionDrawer, jobs: Sequence[LesionJob], *, workers: int
     Args:
         drawer: what to draw on.
         jobs: the cases, in order.
-        workers: 0: one background thread of this process; N: N worker processes (spawned; each gets a copy of
-            the anatomy once).
+        workers: 0: one background thread of this process; N: N spawned worker processes (each gets the anatomy
+            once).
         depth: how many drawn labels may wait for the consumer (per worker with processes).
 
     Raises:
         whatever a draw raises (e.g. a lesion that does not fit), at that job.
     """
     if workers <= 0:
-        yield from prefetch((drawer(job) for job in jobs), depth=depth)
-        return
-    context = multiprocessing.get_context("spawn")  # fork is unsafe with the network's threads running
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                             initargs=(drawer,)) as pool:
-        waiting: collections.deque[Future[Any]] = collections.deque()
-        todo = iter(jobs)
-        try:
-            for job in todo:
-                waiting.append(pool.submit(_draw_in_worker, job))
-                if len(waiting) >= workers * max(1, depth):
-                    break
-            while waiting:
-                result = waiting.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    waiting.append(pool.submit(_draw_in_worker, nxt))
-                yield result
-        finally:
-            for future in waiting:
-                future.cancel()
+        return prefetch((drawer(job) for job in jobs), depth=depth)
+    return ordered_map(_draw_in_worker, jobs, workers=workers, depth=depth, initializer=_start_worker,
+                       initargs=(drawer,))
