@@ -68,7 +68,7 @@ def _median_time(fn, repeats: int, device: torch.device) -> float:
 
 def bench_gan(shape: tuple[int, int, int], repeats: int, device: torch.device, *, precision: str = "fp32",
               channels: list[int] | None = None, channels_last: bool = False, compile: bool = False,
-              cases: int = 4) -> dict[str, float]:
+              cases: int = 4, label_workers: int = 0) -> dict[str, float]:
     reset_peaks(device)
     brain, geometry = _phantom(shape, 2.0)
     config = {"channels": channels} if channels else {}
@@ -77,7 +77,7 @@ def bench_gan(shape: tuple[int, int, int], repeats: int, device: torch.device, *
     gen.net = gen.build_networks()["generator"].eval()
     gen.intensity = IntensityMap(gen.task.modality, {"FLAIR": 500.0, "T1": 500.0})
     gen.references = [(brain, geometry)]
-    gen.to(device, precision=precision, channels_last=channels_last, compile=compile)
+    gen.to(device, precision=precision, channels_last=channels_last, compile=compile, label_workers=label_workers)
     controls = LesionControls(kind="tumor", volume_ml=20.0, use_templates=False)
     t = time.perf_counter()
     list(gen.synthesize(1, seed=99, controls=controls))  # warm-up (and compilation)
@@ -165,6 +165,7 @@ def main() -> int:
     parser.add_argument("--channels-last", action="store_true", help="add channels-last rows (last precision)")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (last precision)")
     parser.add_argument("--cases", type=int, default=4, help="GAN volumes per timed synthesize() run")
+    parser.add_argument("--label-workers", type=int, default=0, help="GAN: processes drawing lesion labels")
     parser.add_argument("--diffusion-steps", type=int, default=None,
                         help="diffusion sampling steps (default: the configuration's 30)")
     args = parser.parse_args()
@@ -191,7 +192,8 @@ def main() -> int:
                         variants.append((f"{last} compiled", {"precision": last, "compile": True}))
                     for name, options in variants:
                         runs.append((f"{base} {name}", bench_gan(shape, args.repeats, device, channels=channels,
-                                                                 cases=args.cases, **options)))
+                                                                 cases=args.cases, label_workers=args.label_workers,
+                                                                 **options)))
             elif family == "diffusion":
                 for precision in args.precisions:
                     r = bench_diffusion(shape, args.repeats, device, precision=precision, steps=args.diffusion_steps)
