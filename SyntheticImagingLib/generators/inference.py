@@ -25,19 +25,12 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..hardware import cpu_has_native_bf16
 
-__all__ = ["InferenceSettings", "InferenceNetwork", "PRECISIONS", "resolve_precision", "cpu_has_native_bf16"]
+__all__ = ["InferenceSettings", "InferenceNetwork", "PRECISIONS", "resolve_precision"]
 
 #: Accepted ``precision`` values.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN computes bf16 natively on this CPU (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="time budget for training")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="auto", help="mixed precision: auto, bf16, fp16 or off")
     parser.add_argument("--spacing", type=float, default=4.0)
     parser.add_argument("--shape", type=int, nargs=3, default=[40, 48, 40])
     parser.add_argument("--architecture", default="segresnet", choices=["segresnet", "unet", "spade"])
@@ -92,7 +93,8 @@ def main() -> None:
     train, val = ds.subset(ds.case_ids[:8]), ds.subset(ds.case_ids[8:])
     config = {"spacing": [args.spacing] * 3, "shape": list(args.shape), "architecture": args.architecture}
     common = dict(task="brain-tumor-mri", family="gan3d", out_dir=model, batch_size=args.batch_size,
-                  device=args.device, validation=val, preview_every=args.preview_every, checkpoint_every=50,
+                  device=args.device, amp=args.amp, validation=val, preview_every=args.preview_every,
+                  checkpoint_every=50,
                   cache_dir=str(out / "cache"), **config)
     cancel = threading.Event()
     started = time.monotonic()

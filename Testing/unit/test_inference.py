@@ -18,9 +18,9 @@ from SyntheticImagingLib.generators.gan3d import _ClassMeanPrior
 from SyntheticImagingLib.generators.inference import (
     InferenceNetwork,
     InferenceSettings,
-    cpu_has_native_bf16,
     resolve_precision,
 )
+from SyntheticImagingLib.hardware import cpu_has_native_bf16
 from SyntheticImagingLib.io.datasets import load_dataset
 from SyntheticImagingLib.lesions.controls import LesionControls
 from SyntheticImagingLib.training import train_generator
