@@ -5,7 +5,8 @@ under bf16 autocast where the hardware computes bf16 natively (CUDA GPUs with bf
 AVX512-BF16 or AMX, where oneDNN's bf16 3D convolutions take about half the fp32 time) and in fp32 elsewhere.
 Outputs come back as fp32, so everything after the network (class-mean prior, clamping, the map back to physical
 units, diffusion schedulers) stays in full precision. ``torch.compile`` and channels-last 3D are options: on a
-2-core CPU compiling a generator takes 20-40 s for a 10-25 % faster forward, which pays off only for long runs.
+2-core CPU compiling the GAN takes 10-20 s for a forward up to 25 % faster at 128^3 (slower at 64^3), which pays
+off only for long runs; channels-last helps narrow generators only (BENCHMARKS.md).
 
 Example:
     >>> settings = InferenceSettings(device="cpu", precision="fp32", batch_size=2)
