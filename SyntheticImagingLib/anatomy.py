@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 
 import numpy as np
 from scipy import ndimage
@@ -362,14 +363,20 @@ def estimate_midline_x(brain: np.ndarray, geometry: Geometry, *, search_mm: floa
     # Synthesis draws many lesions on the same few anatomy backgrounds: the plane search (~0.1 s at 128^3) is done
     # once per mask content, not per lesion.
     key = (hashlib.blake2b(np.packbits(brain).tobytes(), digest_size=16).digest(), brain.shape, geometry, search_mm)
-    if key not in _MIDLINE_CACHE:
-        if len(_MIDLINE_CACHE) >= 64:
+    with _MIDLINE_LOCK:  # draws may run in several threads
+        known = _MIDLINE_CACHE.get(key)
+    if known is not None:
+        return known
+    found = _search_midline_x(brain, geometry, search_mm)
+    with _MIDLINE_LOCK:
+        while len(_MIDLINE_CACHE) >= 64:
             _MIDLINE_CACHE.pop(next(iter(_MIDLINE_CACHE)))
-        _MIDLINE_CACHE[key] = _search_midline_x(brain, geometry, search_mm)
-    return _MIDLINE_CACHE[key]
+        _MIDLINE_CACHE[key] = found
+    return found
 
 
 _MIDLINE_CACHE: dict[tuple[object, ...], float] = {}
+_MIDLINE_LOCK = threading.Lock()
 
 
 def _search_midline_x(brain: np.ndarray, geometry: Geometry, search_mm: float) -> float:

@@ -85,7 +85,7 @@ class Generator(abc.ABC):
         """Where and how synthesis runs (:class:`~.inference.InferenceSettings`: device, precision, batch size,
         compilation, memory layout). Families with networks move them; training-free families compute with NumPy
         on the CPU and only keep the validated settings. Returns ``self``."""
-        self.inference = InferenceSettings(device=str(device), **settings)
+        self.inference = InferenceSettings.build(device, **settings)
         return self
 
     @abc.abstractmethod

@@ -28,6 +28,7 @@ Its memory use and speed have not been measured in this project's CI (CPU only).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -51,7 +52,7 @@ from ..preprocessing import IntensityMap
 from ..progress import ProgressCallback, Reporter, as_reporter
 from ..training import checkpoints, distributed, prepare_training_data, training_card
 from ..training.data import GridSettings, PreparedCase, TrainingData, data_fingerprint, load_masks, save_masks
-from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
+from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings
 from .base import Generator, register_generator
 from .gan3d import model_label
 from .inference import InferenceNetwork, InferenceSettings, resolve_precision
@@ -358,9 +359,8 @@ class DiffusionGenerator(Generator):
         """Move the networks to ``device`` for sampling; ``settings`` are the other
         :class:`~.inference.InferenceSettings` (the denoising network runs under their precision and layout; the
         schedulers and the autoencoder stay fp32). Returns ``self``."""
-        self.inference = InferenceSettings(device=str(device), **settings)
-        self.device = resolve_device(device)
-        resolve_precision(self.inference.precision, self.device)
+        inference = InferenceSettings.build(device, **settings)
+        self.device, self.inference = inference.resolve(), inference  # checked first: a refused call changes nothing
         for m in self.nets.values():
             m.to(self.device)
         return self
@@ -512,20 +512,22 @@ class DiffusionGenerator(Generator):
         else:  # new labels drawn ahead, in the background, while the denoiser samples
             drawer = LesionDrawer(references=self.references, controls=controls, templates=self.templates)
             draws = draw_labels(drawer, jobs, workers=self.inference.label_workers, depth=2)
-        for job, label, table, _ in draws:
-            brain, geometry = self.references[job.reference]
-            case_id = f"{self.family}-s{seed}-{job.index:04d}"
-            sample_seed = job.seed % 2**31
-            if label is None:
-                out = self.sample_tensor(seed=sample_seed)
-                case = self._to_case(out, geometry, case_id=case_id, label=None, brain=None, label_table=None,
-                                     metadata={"seed": seed, "index": job.index, "conditioned": False})
-            else:
-                case = self.generate(label, brain, geometry, seed=sample_seed, case_id=case_id, label_table=table,
-                                     metadata={"index": job.index, "reference": job.reference,
-                                               "controls": controls.to_dict() if controls else None})
-            reporter.report("synthesize", job.index + 1, n, case.case_id)
-            yield case
+        with contextlib.closing(draws):  # no drawing thread or process outlives an error or an early stop
+            for job, label, table, _ in draws:
+                brain, geometry = self.references[job.reference]
+                case_id = f"{self.family}-s{seed}-{job.index:04d}"
+                sample_seed = job.seed % 2**31
+                if label is None:
+                    out = self.sample_tensor(seed=sample_seed)
+                    case = self._to_case(out, geometry, case_id=case_id, label=None, brain=None, label_table=None,
+                                         metadata={"seed": seed, "index": job.index, "conditioned": False})
+                else:
+                    case = self.generate(label, brain, geometry, seed=sample_seed, case_id=case_id,
+                                         label_table=table,
+                                         metadata={"index": job.index, "reference": job.reference,
+                                                   "controls": controls.to_dict() if controls else None})
+                reporter.report("synthesize", job.index + 1, n, case.case_id)
+                yield case
 
 
 class _DiffusionProgram(TrainingProgram):

@@ -20,6 +20,7 @@ rendered region into the real image.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -53,7 +54,7 @@ from ..training.data import (
     prepare_case,
     save_masks,
 )
-from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings, resolve_device
+from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings
 from .base import Generator, register_generator
 from .inference import InferenceNetwork, InferenceSettings, resolve_precision
 
@@ -379,9 +380,8 @@ class GAN3DGenerator(Generator):
         """Where and how synthesis runs: move the network to ``device`` (``auto``, ``cpu``, ``cuda``); ``settings``
         are the other :class:`~.inference.InferenceSettings` (precision, batch_size, compile, channels_last).
         Returns ``self``."""
-        self.inference = InferenceSettings(device=str(device), **settings)
-        self.device = resolve_device(device)
-        resolve_precision(self.inference.precision, self.device)  # fp16 on a CPU: a clear error now
+        inference = InferenceSettings.build(device, **settings)
+        self.device, self.inference = inference.resolve(), inference  # checked first: a refused call changes nothing
         if self.net is not None:
             self.net.to(self.device)
         return self
@@ -524,18 +524,20 @@ class GAN3DGenerator(Generator):
         drawer = LesionDrawer(references=self.references, controls=controls, head_anatomy=self.head_anatomy,
                               templates=self.templates, heads=self._heads)
         jobs = list(lesion_jobs(n, len(self.references), seed))
-        draws = draw_labels(drawer, jobs, workers=self.inference.label_workers, depth=batch_size + 1)
         pending: list[dict[str, Any]] = []
-        for job, label, table, infos in draws:
-            brain, geometry = self.references[job.reference]
-            if pending and brain.shape != pending[0]["brain"].shape:  # one shape per network call
-                yield from self._render_pending(pending, reporter, n)
-            pending.append({"label": label, "brain": brain, "geometry": geometry, "label_table": table,
-                            "case_id": f"{self.family}-s{seed}-{job.index:04d}",
-                            "metadata": {"seed": seed, "index": job.index, "reference": job.reference,
-                                         "controls": controls.to_dict(), "lesions": _plain(infos)}})
-            if len(pending) >= batch_size or job.index == n - 1:
-                yield from self._render_pending(pending, reporter, n)
+        # closed on any exit (an error while rendering, a consumer that stops): no drawing thread or process stays
+        with contextlib.closing(draw_labels(drawer, jobs, workers=self.inference.label_workers,
+                                           depth=batch_size + 1)) as draws:
+            for job, label, table, infos in draws:
+                brain, geometry = self.references[job.reference]
+                if pending and brain.shape != pending[0]["brain"].shape:  # one shape per network call
+                    yield from self._render_pending(pending, reporter, n)
+                pending.append({"label": label, "brain": brain, "geometry": geometry, "label_table": table,
+                                "case_id": f"{self.family}-s{seed}-{job.index:04d}",
+                                "metadata": {"seed": seed, "index": job.index, "reference": job.reference,
+                                             "controls": controls.to_dict(), "lesions": _plain(infos)}})
+                if len(pending) >= batch_size or job.index == n - 1:
+                    yield from self._render_pending(pending, reporter, n)
 
     def _render_pending(self, pending: list[dict[str, Any]], reporter: Reporter, n: int) -> Iterator[Case]:
         """Render drawn labels in one network call and yield their cases (``pending`` is emptied)."""

@@ -49,8 +49,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "fp32":
         return None
     if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":  # bf16 tensor cores from Ampere (8.0) on; older GPUs would emulate it: fp16
+            return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
         return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     if precision == "fp16" and device.type != "cuda":
         raise InputError("fp16 synthesis needs a CUDA GPU", where="--precision", fix="use bf16 or fp32 on a CPU")
@@ -68,7 +68,8 @@ class InferenceSettings:
         compile: wrap the networks in ``torch.compile`` (slow first call; helps long runs).
         channels_last: run 3D convolutions in channels-last (NDHWC) memory layout.
         label_workers: processes drawing new lesion labels ahead of the network (0: one background thread; a GPU
-            renders faster than one CPU core draws 128^3 labels).
+            renders faster than one CPU core draws 128^3 labels). Spawned: a script that sets it must guard its
+            entry point with ``if __name__ == "__main__":``.
     """
 
     device: str = "auto"
@@ -86,6 +87,23 @@ class InferenceSettings:
             raise InputError(f"batch size must be >= 1, got {self.batch_size}", where="--batch-size")
         if int(self.label_workers) < 0:
             raise InputError(f"label workers must be >= 0, got {self.label_workers}", where="--label-workers")
+
+    @classmethod
+    def build(cls, device: str | torch.device = "auto", **settings: Any) -> InferenceSettings:
+        """Settings from ``to()``-style arguments, with a clear error for an unknown one."""
+        unknown = set(settings) - {f.name for f in dataclasses.fields(cls)} - {"device"}
+        if unknown:
+            raise InputError(f"unknown synthesis settings {sorted(unknown)}",
+                             fix=f"use {sorted(f.name for f in dataclasses.fields(cls) if f.name != 'device')}")
+        return cls(device=str(device), **settings)
+
+    def resolve(self) -> torch.device:
+        """The device these settings run on, checked together with the precision (e.g. fp16 needs CUDA)."""
+        from ..training.loop import resolve_device
+
+        device = resolve_device(self.device)
+        resolve_precision(self.precision, device)
+        return device
 
     def resolved_batch_size(self, device: torch.device) -> int:
         """Volumes per network call on ``device``."""

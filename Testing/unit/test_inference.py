@@ -178,3 +178,25 @@ def test_label_worker_processes_make_the_same_cases_and_pass_errors_on(gan):
         list(gan.synthesize(2, seed=0, controls=too_big))
     with pytest.raises(InputError, match="label workers"):
         InferenceSettings(label_workers=-1)
+
+
+def test_a_refused_setting_changes_nothing_and_unknown_ones_are_named(gan):
+    gan.to("cpu", precision="fp32", batch_size=2)
+    with pytest.raises(InputError, match="fp16 synthesis needs a CUDA GPU"):
+        gan.to("cpu", precision="fp16")
+    assert gan.inference.precision == "fp32" and gan.inference.batch_size == 2
+    with pytest.raises(InputError, match=r"unknown synthesis settings \['half'\]"):
+        gan.to("cpu", half=True)
+
+
+def test_a_rendering_error_leaves_no_drawing_thread(gan, monkeypatch):
+    gan.to("cpu", precision="fp32")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(gan, "_images", broken)
+    with pytest.raises(RuntimeError, match="simulated") as caught:
+        list(gan.synthesize(4, seed=0, controls=CONTROLS))
+    assert caught.value is not None  # the traceback (and the synthesize frame) is still held here
+    assert not any(t.name == "synthesis-prefetch" and t.is_alive() for t in threading.enumerate())
