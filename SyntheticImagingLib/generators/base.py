@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..cases import Case
 from ..errors import CheckpointError, InputError
@@ -26,7 +26,11 @@ from ..io.atomic import write_json
 from ..lesions.controls import LesionControls
 from ..progress import ProgressCallback, Reporter
 from ..tasks import TaskPreset, get_task
-from .inference import InferenceSettings
+from .inference import InferenceNetwork, InferenceSettings, resolve_precision
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = ["Generator", "register_generator", "create_generator", "load_generator", "read_card", "available_generators",
            "MODEL_CARD", "library_version"]
@@ -65,6 +69,8 @@ class Generator(abc.ABC):
                              fix=f"known settings: {sorted(self.default_config())}")
         self.training: dict[str, Any] = {}
         self.inference = InferenceSettings(device="cpu")
+        self.device: torch.device = InferenceSettings(device="cpu").resolve()
+        self._wrapped: dict[int, tuple[tuple[Any, ...], InferenceNetwork]] = {}  # by id of the trained network
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -81,12 +87,31 @@ class Generator(abc.ABC):
                    progress: Reporter | ProgressCallback | None = None) -> Iterator[Case]:
         """Yield ``n`` new labelled cases, reproducibly for a given ``seed``."""
 
-    def to(self, device: str = "auto", **settings: Any) -> Generator:
+    def to(self, device: str | torch.device = "auto", **settings: Any) -> Generator:
         """Where and how synthesis runs (:class:`~.inference.InferenceSettings`: device, precision, batch size,
-        compilation, memory layout). Families with networks move them; training-free families compute with NumPy
-        on the CPU and only keep the validated settings. Returns ``self``."""
-        self.inference = InferenceSettings.build(device, **settings)
+        compilation, memory layout, label workers). Families with networks move them (see :meth:`_networks`);
+        training-free families compute with NumPy on the CPU and only keep the settings. Everything is checked
+        before anything changes. Returns ``self``."""
+        inference = InferenceSettings.build(device, **settings)
+        self.device, self.inference = inference.resolve(), inference
+        for net in self._networks():
+            net.to(self.device)
         return self
+
+    def _networks(self) -> list[nn.Module]:
+        """The trained networks :meth:`to` moves (none for training-free families)."""
+        return []
+
+    def _for_synthesis(self, net: nn.Module) -> InferenceNetwork:
+        """``net`` wrapped to run under the synthesis settings (built once per network and settings)."""
+        s = self.inference
+        key = (self.device, s.precision, s.compile, s.channels_last)
+        cached = self._wrapped.get(id(net))  # the wrapper holds the network: its id is not reused meanwhile
+        if cached is None or cached[0] != key:
+            cached = (key, InferenceNetwork(net, dtype=resolve_precision(s.precision, self.device),
+                                            channels_last=s.channels_last, compile=s.compile))
+            self._wrapped[id(net)] = cached
+        return cached[1]
 
     @abc.abstractmethod
     def _save_state(self, directory: Path) -> dict[str, Any]:

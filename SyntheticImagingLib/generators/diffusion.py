@@ -55,7 +55,6 @@ from ..training.data import GridSettings, PreparedCase, TrainingData, data_finge
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings
 from .base import Generator, register_generator
 from .gan3d import model_label
-from .inference import InferenceNetwork, InferenceSettings, resolve_precision
 
 __all__ = ["DiffusionGenerator", "TINY_CONFIG", "CUDA_LATENT_128_CONFIG"]
 
@@ -112,8 +111,6 @@ class DiffusionGenerator(Generator):
         self.grid = GridSettings.from_task(self.task, spacing=self.config["spacing"], shape=self.config["shape"])
         self._check_config()
         self.nets: dict[str, nn.Module] = {}
-        self.device = torch.device("cpu")
-        self._runner_cache: tuple[tuple[Any, ...], InferenceNetwork] | None = None
         self.references: list[tuple[np.ndarray, Geometry]] = []
         self.templates: list[tuple[np.ndarray, Geometry]] = []
         self.intensity: IntensityMap | None = None
@@ -355,26 +352,14 @@ class DiffusionGenerator(Generator):
                              fix="train it (fit / `synthetic-imaging train`) or load a trained folder")
         return self.nets
 
-    def to(self, device: str | torch.device = "auto", **settings: Any) -> DiffusionGenerator:
-        """Move the networks to ``device`` for sampling; ``settings`` are the other
-        :class:`~.inference.InferenceSettings` (the denoising network runs under their precision and layout; the
-        schedulers and the autoencoder stay fp32). Returns ``self``."""
-        inference = InferenceSettings.build(device, **settings)
-        self.device, self.inference = inference.resolve(), inference  # checked first: a refused call changes nothing
-        for m in self.nets.values():
-            m.to(self.device)
-        return self
+    def _networks(self) -> list[nn.Module]:
+        return list(self.nets.values())
 
     def _sampling_nets(self) -> dict[str, nn.Module]:
-        """The trained networks, the denoiser wrapped for synthesis (built once per network and settings)."""
+        """The trained networks, the denoiser wrapped to run under the synthesis settings (the schedulers and the
+        autoencoder stay fp32)."""
         nets = self._require_nets()
-        s = self.inference
-        key = (id(nets["unet"]), self.device, s.precision, s.compile, s.channels_last)
-        if self._runner_cache is None or self._runner_cache[0] != key:
-            unet = InferenceNetwork(nets["unet"], dtype=resolve_precision(s.precision, self.device),
-                                    channels_last=s.channels_last, compile=s.compile)
-            self._runner_cache = (key, unet)
-        return {**nets, "unet": self._runner_cache[1]}
+        return {**nets, "unet": self._for_synthesis(nets["unet"])}
 
     # -- sampling -------------------------------------------------------------------------------------------
 

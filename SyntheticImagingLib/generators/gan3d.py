@@ -56,7 +56,6 @@ from ..training.data import (
 )
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings
 from .base import Generator, register_generator
-from .inference import InferenceNetwork, InferenceSettings, resolve_precision
 
 __all__ = ["GAN3DGenerator", "edit_label", "model_label", "class_means"]
 
@@ -254,8 +253,6 @@ class GAN3DGenerator(Generator):
         self.patch_size = tuple(int(s) for s in (self.config["patch_size"] or self.grid.shape))
         self._check_config()
         self.net: nn.Module | None = None
-        self.device = torch.device("cpu")
-        self._runner_cache: tuple[tuple[Any, ...], InferenceNetwork] | None = None
         self.references: list[tuple[np.ndarray, Geometry]] = []
         self.head_anatomy: list[tuple[np.ndarray, Geometry]] = []  # CT: encoded head masks per reference
         self._heads: dict[int, Any] = {}  # decoded head_anatomy, by reference index
@@ -359,16 +356,9 @@ class GAN3DGenerator(Generator):
             out = inferer(cond, net)
         return out.float().clamp(*self.output_range)  # no tanh: clamp to the range the intensity map inverts
 
-    def _runner(self) -> InferenceNetwork:
-        """The trained network wrapped for synthesis (built once per network and settings)."""
-        net = self._require_net()
-        s = self.inference
-        key = (id(net), self.device, s.precision, s.compile, s.channels_last)
-        if self._runner_cache is None or self._runner_cache[0] != key:
-            runner = InferenceNetwork(net, dtype=resolve_precision(s.precision, self.device),
-                                      channels_last=s.channels_last, compile=s.compile)
-            self._runner_cache = (key, runner)
-        return self._runner_cache[1]
+    def _runner(self) -> nn.Module:
+        """The trained network wrapped for synthesis."""
+        return self._for_synthesis(self._require_net())
 
     def _require_net(self) -> nn.Module:
         if self.net is None or self.intensity is None:
@@ -376,15 +366,8 @@ class GAN3DGenerator(Generator):
                              fix="train it (fit / `synthetic-imaging train`) or load a trained folder")
         return self.net
 
-    def to(self, device: str | torch.device = "auto", **settings: Any) -> GAN3DGenerator:
-        """Where and how synthesis runs: move the network to ``device`` (``auto``, ``cpu``, ``cuda``); ``settings``
-        are the other :class:`~.inference.InferenceSettings` (precision, batch_size, compile, channels_last).
-        Returns ``self``."""
-        inference = InferenceSettings.build(device, **settings)
-        self.device, self.inference = inference.resolve(), inference  # checked first: a refused call changes nothing
-        if self.net is not None:
-            self.net.to(self.device)
-        return self
+    def _networks(self) -> list[nn.Module]:
+        return [self.net] if self.net is not None else []
 
     # -- training -----------------------------------------------------------------------------------------------
 

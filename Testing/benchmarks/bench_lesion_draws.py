@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from SyntheticImagingLib.lesions.controls import LesionControls  # noqa: E402
 from SyntheticImagingLib.lesions.draws import LesionDrawer, draw_labels, lesion_jobs  # noqa: E402
 
 
@@ -29,12 +28,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from bench_synthesis import _phantom, _size  # here, not at the top: spawned workers re-import this module
+    from bench_synthesis import CONTROLS, _phantom, _size  # here, not at the top: spawned workers re-import this
 
     shape = _size(args.size)
     brain, geometry = _phantom(shape, 2.0)
-    drawer = LesionDrawer(references=[(brain, geometry)],
-                          controls=LesionControls(kind="tumor", volume_ml=20.0, use_templates=False))
+    drawer = LesionDrawer(references=[(brain, geometry)], controls=CONTROLS)
     jobs = list(lesion_jobs(args.n, 1, seed=0))
     print(f"grid {shape}, {args.n} labels per run, {args.repeats} repeats (medians)")
     print(f"{'workers':>8s} {'labels/s':>9s} {'s per label':>12s} {'speedup':>8s}")

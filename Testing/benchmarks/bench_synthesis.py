@@ -66,6 +66,25 @@ def _median_time(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+#: The lesion every benchmark draws: one 20 ml tumour from random smooth shapes.
+CONTROLS = LesionControls(kind="tumor", volume_ml=20.0, use_templates=False)
+
+
+def _time_pipeline(gen, brain: np.ndarray, geometry: Geometry, device: torch.device, *, cases: int, repeats: int,
+                   **settings: object) -> tuple[float, float]:
+    """Make a fresh-weight generator ready on the phantom anatomy and time ``synthesize``: ``(first call s, median
+    s per volume over runs of ``cases`` volumes)``."""
+    gen.intensity = IntensityMap(gen.task.modality, {"FLAIR": 500.0, "T1": 500.0})
+    gen.references = [(brain, geometry)]
+    gen.to(device, **settings)
+    t = time.perf_counter()
+    list(gen.synthesize(1, seed=99, controls=CONTROLS))  # warm-up (and compilation)
+    first = time.perf_counter() - t
+    # Per volume of a run: the next lesion masks are drawn while the network renders.
+    return first, _median_time(lambda: list(gen.synthesize(cases, seed=0, controls=CONTROLS)), repeats,
+                               device) / cases
+
+
 def bench_gan(shape: tuple[int, int, int], repeats: int, device: torch.device, *, precision: str = "fp32",
               channels: list[int] | None = None, channels_last: bool = False, compile: bool = False,
               cases: int = 4, label_workers: int = 0) -> dict[str, float]:
@@ -75,15 +94,8 @@ def bench_gan(shape: tuple[int, int, int], repeats: int, device: torch.device, *
     gen = create_generator("gan3d", task="brain-tumor-mri", spacing=[2.0] * 3, shape=list(shape), **config)
     torch.manual_seed(0)
     gen.net = gen.build_networks()["generator"].eval()
-    gen.intensity = IntensityMap(gen.task.modality, {"FLAIR": 500.0, "T1": 500.0})
-    gen.references = [(brain, geometry)]
-    gen.to(device, precision=precision, channels_last=channels_last, compile=compile, label_workers=label_workers)
-    controls = LesionControls(kind="tumor", volume_ml=20.0, use_templates=False)
-    t = time.perf_counter()
-    list(gen.synthesize(1, seed=99, controls=controls))  # warm-up (and compilation)
-    first = time.perf_counter() - t
-    # A run of `cases` volumes, per volume: the next lesion masks are drawn while the network renders.
-    pipeline = _median_time(lambda: list(gen.synthesize(cases, seed=0, controls=controls)), repeats, device) / cases
+    first, pipeline = _time_pipeline(gen, brain, geometry, device, cases=cases, repeats=repeats, precision=precision,
+                                     channels_last=channels_last, compile=compile, label_workers=label_workers)
     label = np.zeros(shape, np.int64)
     label[tuple(slice(s // 2 - 4, s // 2 + 4) for s in shape)] = 1
     cond = gen.condition(torch.from_numpy(label)[None, None].to(device), torch.from_numpy(brain)[None, None].to(device))
@@ -114,14 +126,7 @@ def bench_diffusion(shape: tuple[int, int, int], repeats: int, device: torch.dev
     gen = create_generator("diffusion", task="brain-tumor-mri", **config)
     torch.manual_seed(0)
     gen.nets = {k: m.eval() for k, m in gen.build_networks().items()}
-    gen.intensity = IntensityMap(gen.task.modality, {"FLAIR": 500.0, "T1": 500.0})
-    gen.references = [(brain, geometry)]
-    gen.to(device, precision=precision)
-    controls = LesionControls(kind="tumor", volume_ml=20.0, use_templates=False)
-    t = time.perf_counter()
-    list(gen.synthesize(1, seed=99, controls=controls))  # warm-up
-    first = time.perf_counter() - t
-    pipeline = _median_time(lambda: list(gen.synthesize(1, seed=0, controls=controls)), repeats, device)
+    first, pipeline = _time_pipeline(gen, brain, geometry, device, cases=1, repeats=repeats, precision=precision)
     nets = gen._sampling_nets()
     n_steps = int(gen.config["inference_steps"])
     latent = torch.randn(1, int(gen.config["latent_channels"]) + gen.n_mask, *gen.space_shape, device=device)
@@ -147,8 +152,7 @@ def bench_training_free(family: str, shape: tuple[int, int, int], repeats: int) 
     t1 = np.where(brain, rng.normal(400, 30, shape), 0).astype(np.float32)
     ref = Case(case_id="ref", channels={"FLAIR": flair, "T1": t1}, geometry=geometry, brain_mask=brain)
     gen = create_generator(family, task="brain-tumor-mri").fit([ref])
-    controls = LesionControls(kind="tumor", volume_ml=20.0, use_templates=False)
-    t = _median_time(lambda: list(gen.synthesize(1, seed=0, controls=controls)), repeats, torch.device("cpu"))
+    t = _median_time(lambda: list(gen.synthesize(1, seed=0, controls=CONTROLS)), repeats, torch.device("cpu"))
     return {"pipeline_s": t, "volumes_per_s": 1 / t, **peaks(torch.device("cpu"))}
 
 

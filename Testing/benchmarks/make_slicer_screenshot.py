@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "SyntheticImaging")]
+sys.path[:0] = [str(ROOT), str(ROOT / "SyntheticImaging"), str(ROOT / "Testing" / "slicer")]
 
 __all__ = ["make_evaluation", "slicer_scene", "render_adherence", "AdherenceRender", "ViewRender", "main"]
 
@@ -79,6 +79,7 @@ def slicer_scene() -> Iterator[Any]:
     sees as ``slicer.mrmlScene`` / ``slicer.modules``, with offscreen direct-rendering views; the globals are
     put back afterwards."""
     import slicer
+    from slicer_harness import register_segmentation_converters
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import DirectViewFactory
 
@@ -86,13 +87,7 @@ def slicer_scene() -> Iterator[Any]:
     saved = {name: getattr(slicer, name, missing) for name in ("mrmlScene", "modules")}
     app = SlicerApp()
     app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
-    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
-    rules = {factory.GetConverterRule(i).GetName() for i in range(factory.GetConverterRules().size())} \
-        if hasattr(factory, "GetConverterRule") else set()
-    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule(),
-                 slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule()):
-        if rule.GetName() not in rules:
-            factory.RegisterConverterRule(rule)
+    register_segmentation_converters()
     slicer.mrmlScene = app.scene
     slicer.modules = types.SimpleNamespace(**{
         name: types.SimpleNamespace(logic=lambda logic=logic: logic)

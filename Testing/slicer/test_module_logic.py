@@ -23,6 +23,7 @@ DATA = ROOT.parent / "shared" / "data"
 BRATS = DATA / "brats2018"
 sys.path.insert(0, str(ROOT / "SyntheticImaging"))
 
+from slicer_harness import register_segmentation_converters  # noqa: E402  (same folder, on sys.path)
 from SyntheticImagingModule.logic import SyntheticImagingLogic, geometryFromVolumeNode  # noqa: E402
 
 from SyntheticImagingLib.cases import Case, Geometry, LabelTable, Modality  # noqa: E402
@@ -36,13 +37,7 @@ def scene():
     """A fresh MRML scene with the logics Slicer's application would provide; global state restored after."""
     saved = {name: getattr(slicer, name, _MISSING) for name in ("mrmlScene", "modules")}
     mrml = slicer.vtkMRMLScene()
-    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
-    rules = {factory.GetConverterRule(i).GetName() for i in range(factory.GetConverterRules().size())} \
-        if hasattr(factory, "GetConverterRule") else set()
-    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule(),
-                 slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule()):
-        if rule.GetName() not in rules:
-            factory.RegisterConverterRule(rule)
+    register_segmentation_converters()
     logics = {}
     for name, cls in (("segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
                       ("volumes", slicer.vtkSlicerVolumesLogic), ("colors", slicer.vtkSlicerColorLogic)):
