@@ -11,12 +11,15 @@ Python console::
     help(logic)
 """
 
+from pathlib import Path
+
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest
 from SyntheticImagingModule.logic import CaseNodes, SyntheticImagingLogic
 from SyntheticImagingModule.parameters import SyntheticImagingParameterNode
+from SyntheticImagingModule.sample_data import registerSampleData
 from SyntheticImagingModule.widget import SyntheticImagingWidget
 
 __all__ = ["SyntheticImaging", "SyntheticImagingWidget", "SyntheticImagingLogic", "SyntheticImagingParameterNode",
@@ -43,11 +46,14 @@ class SyntheticImaging(ScriptedLoadableModule):
             "Reader study after DuMont Schuette et al. 2021 (npj Digital Medicine 4:141). Sample data: BraTS 2018 "
             "(Menze et al. 2015; Bakas et al. 2017, 2018); head CT templates by C. Rorden."
         )
+        # the bundled cases in the Sample Data module, once Slicer has started (the extension template's idiom)
+        slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 class SyntheticImagingTest(ScriptedLoadableModuleTest):
-    """Self-test: node conversions, result tables, background jobs and reader-study scoring. It needs no GPU, no
-    network and no trained model."""
+    """Self-test: the main path on the bundled sample case (load it as a user would, synthesize from the scene
+    case, show it, check privacy, export DICOM into the DICOM database), then node conversions, result tables,
+    background jobs and reader-study scoring. No GPU, no network, no trained model; a few minutes on a CPU."""
 
     def setUp(self):
         """A clean scene for each test."""
@@ -55,10 +61,65 @@ class SyntheticImagingTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         """Run every test."""
-        for test in (self.test_CaseNodesRoundTrip, self.test_ResultsToTables, self.test_BackgroundJob,
-                     self.test_ReaderStudyScore):
+        for test in (self.test_MainPath, self.test_CaseNodesRoundTrip, self.test_ResultsToTables,
+                     self.test_BackgroundJob, self.test_ReaderStudyScore):
             self.setUp()
             test()
+
+    def test_MainPath(self):
+        """Sample case -> scene nodes -> scene case -> synthetic cases (label-to-image) shown over their labels ->
+        privacy check tables -> DICOM studies in the DICOM database."""
+        import tempfile
+
+        import numpy as np
+        from SyntheticImagingModule.sample_data import sampleSources
+
+        from SyntheticImagingLib.api import sample_dataset
+        from SyntheticImagingLib.io import read_image
+
+        work = Path(tempfile.mkdtemp(prefix="SyntheticImagingTest-"))
+        self.delayDisplay("Loading the sample case")
+        source = next(s for s in sampleSources() if s.sampleName == "SyntheticImagingBraTS")
+        flair = slicer.util.loadVolume(str(source.files[0]))
+        t1 = slicer.util.loadVolume(str(source.files[1]))
+        segmentation = slicer.util.loadSegmentation(str(source.files[2]))
+        logic = SyntheticImagingLogic()
+        case = logic.caseFromNodes([flair, t1], segmentation, task="brain-tumor-mri")
+        label, geometry = read_image(source.files[2])
+        self.assertEqual(case.geometry.differences(geometry), [])
+        self.assertEqual(int((case.label > 0).sum()), int((label > 0).sum()))
+
+        self.delayDisplay("Synthesizing two cases from the scene case")
+        synthetic = work / "synthetic"
+        nodes = logic.synthesize("label-to-image", task="brain-tumor-mri", n=2, seed=0,
+                                 data=[([flair, t1], segmentation)], outDir=synthetic, showSurface=False)
+        self.assertEqual(len(nodes), 2)
+        for caseNodes in nodes:
+            self.assertEqual(sorted(caseNodes.volumes), ["FLAIR", "T1"])
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(
+                caseNodes.segmentation, caseNodes.segmentation.GetSegmentation().GetNthSegmentID(0),
+                caseNodes.referenceVolume)
+            self.assertGreater(int(np.count_nonzero(mask)), 0)
+        logic.showCase(nodes[0])
+
+        self.delayDisplay("Privacy check against the sample cases")
+        sample = sample_dataset()
+        train = logic.writeDataset(sample.subset(sample.case_ids[:6]), work / "real-train")
+        test = logic.writeDataset(sample.subset(sample.case_ids[6:8]), work / "real-test")
+        tables = logic.evaluate(train, test, synthetic, outDir=work / "evaluation", checks=("privacy",))
+        self.assertIn("summary", tables)
+        pair = logic.nearestPair(work / "evaluation")
+        self.assertIsNotNone(pair)
+        self.assertIn(pair.real_id, sample.case_ids[:6])
+
+        self.delayDisplay("DICOM export")
+        addToDatabase = slicer.dicomDatabase is not None and slicer.dicomDatabase.isOpen
+        dicom = logic.exportDicom(synthetic, work / "dicom", addToDatabase=addToDatabase)
+        self.assertGreater(len(list(dicom.rglob("*.dcm"))), 0)
+        if addToDatabase:
+            files = {str(Path(f).resolve()) for f in slicer.dicomDatabase.allFiles()}
+            self.assertTrue(any(str(Path(f).resolve()) in files for f in dicom.rglob("*.dcm")))
+        self.delayDisplay("Main path: passed")
 
     def test_CaseNodesRoundTrip(self):
         """A case -> volume and segmentation nodes on its grid -> the same case."""
@@ -83,12 +144,13 @@ class SyntheticImagingTest(ScriptedLoadableModuleTest):
 
     def test_ResultsToTables(self):
         """Check results -> table nodes and plot chart nodes."""
-        report = {"checks": {"utility": {"summary": {"dice": 0.6}, "tables": {"dice_by_regime": [
-            {"regime": "real", "dice_mean": 0.6, "dice_ci_low": 0.5, "dice_ci_high": 0.7}]}}}}
+        report = {"checks": {"utility": {"status": "ok", "summary": {"dice": 0.6}, "tables": {"regimes": [
+            {"regime": "TRTR", "kind": "real", "n_real": 8, "n_synthetic": 0, "seeds": 3, "dice": 0.6,
+             "dice_lo": 0.5, "dice_hi": 0.7}]}}}}
         logic = SyntheticImagingLogic()
         tables = logic.resultsToTables(report)
-        self.assertEqual(tables["utility dice_by_regime"].GetNumberOfRows(), 1)
-        self.assertEqual(len(logic.resultsToPlots(tables)), 1)
+        self.assertEqual(tables["utility regimes"].GetNumberOfRows(), 1)
+        self.assertEqual(len(logic.resultsToPlots(report)), 1)
         self.delayDisplay("Results -> tables: passed")
 
     def test_BackgroundJob(self):

@@ -5,8 +5,10 @@ Only the installing methods need Slicer; the checks (:func:`missingRequirements`
 * PyTorch comes from the PyTorch Utils extension (``EXTENSION_DEPENDS PyTorch``): it picks the wheel that matches
   the computer's CUDA driver, which a plain ``pip install torch`` would not.
 * Everything else is listed in ``Resources/requirements.txt`` and installed with
-  ``slicer.packaging.pip_ensure`` (Slicer >= 5.12: it asks, installs, and offers a restart when an already
-  imported package changed), or, on older Slicer, with ``slicer.util.pip_install`` after a confirmation dialog.
+  ``slicer.packaging.pip_ensure`` (Slicer >= 5.12: it installs, and offers a restart when an already imported
+  package changed) with a constraints file pinning the installed torch, or, on older Slicer, with
+  ``slicer.util.pip_install``.
+* The user is asked once, for everything that is missing.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["InstallLogic", "requirementsPath", "readRequirements", "missingRequirements", "TORCH_REQUIREMENT"]
+__all__ = ["InstallLogic", "requirementsPath", "readRequirements", "missingRequirements", "torchConstraints",
+           "TORCH_REQUIREMENT"]
 
 #: The torch versions the library supports (as its pyproject.toml says).
 TORCH_REQUIREMENT = ">=2.2"
@@ -64,8 +67,26 @@ def missingRequirements(requirements: Iterable[str]) -> list[str]:
     return missing
 
 
+#: Set once an install needs Slicer to restart (the PyTorch extension, or packages that were already imported);
+#: kept at module level so a reloaded panel still knows.
+_restartPending = False
+
+
+def torchConstraints(directory: str | os.PathLike[str]) -> Path:
+    """A pip constraints file pinning the installed torch, so that installing MONAI (which requires torch) keeps
+    the build PyTorch Utils chose for this computer instead of pulling a PyPI one."""
+    version = importlib.metadata.version("torch")
+    path = Path(directory) / "SyntheticImaging-torch-constraints.txt"
+    path.write_text(f"torch=={version}\n", encoding="utf-8")
+    return path
+
+
 class InstallLogic:
-    """Checks and installs the module's dependencies.
+    """Checks and installs the module's dependencies, with one confirmation for all of them.
+
+    Order matters: PyTorch first (through the PyTorch Utils extension, which picks the CUDA build), then the other
+    packages pinned to that torch. When the extension itself is missing or a restart is pending, nothing is
+    pip-installed: MONAI installed now would pull a PyPI torch into this Slicer.
 
     Args:
         askConfirmation: ask before installing anything (off only in tests and scripted setups).
@@ -78,12 +99,26 @@ class InstallLogic:
         self.askConfirmation = askConfirmation
         self.requester = requester
         self.log = log or logging.info
-        self.needsRestart = False
+
+    @property
+    def needsRestart(self) -> bool:
+        """An install of this session needs Slicer to restart before the packages can be used."""
+        return _restartPending
+
+    @staticmethod
+    def _setRestartPending() -> None:
+        global _restartPending
+        _restartPending = True
 
     @staticmethod
     def torchInstalled() -> bool:
         """``torch`` can be imported in a version the library supports."""
         return importlib.util.find_spec("torch") is not None and not missingRequirements([f"torch{TORCH_REQUIREMENT}"])
+
+    @staticmethod
+    def pytorchUtilsAvailable() -> bool:
+        """The PyTorch Utils extension is installed (its module can be imported)."""
+        return importlib.util.find_spec("PyTorchUtils") is not None
 
     def missing(self) -> list[str]:
         """What is not installed yet (torch first), without installing anything."""
@@ -91,30 +126,43 @@ class InstallLogic:
         return torch + missingRequirements(readRequirements(requirementsPath()))
 
     def ensureDependencies(self) -> None:
-        """Install what is missing (asking first). Raises RuntimeError when declined, failed, or when Slicer must
-        restart before the new packages can be used."""
-        if not self.missing():
+        """Install what is missing after one confirmation. Raises RuntimeError when declined, failed, or when
+        Slicer must restart before the packages can be used (then nothing else is installed)."""
+        if self.needsRestart:
+            raise RuntimeError("Slicer must restart to finish installing SyntheticImaging's dependencies: "
+                               "restart Slicer, then run again.")
+        missing = self.missing()
+        if not missing:
             return
+        if not self.torchInstalled() and not self.pytorchUtilsAvailable():
+            self._installPyTorchExtension()  # asks; then a restart is needed before anything else
+            raise RuntimeError("The PyTorch extension was installed: restart Slicer, then run again.")
+        if self.askConfirmation:
+            import slicer
+
+            text = (f"SyntheticImaging needs these Python packages: {', '.join(missing)}.\n"
+                    "Install them now? This can take several minutes (PyTorch comes from the PyTorch extension, "
+                    "in the build that fits this computer).")
+            if not slicer.util.confirmOkCancelDisplay(text, windowTitle="Install dependencies"):
+                raise RuntimeError(f"Installation declined; missing packages: {', '.join(missing)}")
         self.ensureTorch()
         self.ensureRequirements()
         importlib.invalidate_caches()  # let this session import what was just installed
         if self.needsRestart:
-            raise RuntimeError("The PyTorch extension was installed: restart Slicer, then run again.")
+            raise RuntimeError("Packages that were already loaded were updated: restart Slicer, then run again.")
 
     def ensureTorch(self) -> None:
-        """PyTorch through the PyTorch Utils extension (offering to install the extension when it is absent)."""
+        """PyTorch through the PyTorch Utils extension (already confirmed by :meth:`ensureDependencies`)."""
         if self.torchInstalled():
             return
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError:
-            self._installPyTorchExtension()
-            return
+        import PyTorchUtils
+
         self.log(f"Installing PyTorch {TORCH_REQUIREMENT} with PyTorch Utils (this can take several minutes)...")
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=self.askConfirmation,
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
                                                                  torchVersionRequirement=TORCH_REQUIREMENT)
         if torch is None:
-            raise RuntimeError("PyTorch was not installed (declined or failed); the generators need it.")
+            raise RuntimeError("PyTorch was not installed; the generators need it. Install it from the PyTorch "
+                               "Utils module, then run again.")
 
     def _installPyTorchExtension(self) -> None:
         import slicer
@@ -126,10 +174,12 @@ class InstallLogic:
         manager = slicer.app.extensionsManagerModel()
         if not manager.isExtensionInstalled("PyTorch") and not manager.installExtensionFromServer("PyTorch"):
             raise RuntimeError("The PyTorch extension could not be installed: install it from the Extensions Manager.")
-        self.needsRestart = True
+        self._setRestartPending()
 
     def ensureRequirements(self) -> None:
-        """The packages of ``requirements.txt``."""
+        """The packages of ``requirements.txt``, pinned to the installed torch (already confirmed)."""
+        import tempfile
+
         import slicer
 
         path = requirementsPath()
@@ -139,15 +189,13 @@ class InstallLogic:
             pass
         else:
             self.log(f"Checking the Python packages of {path.name}...")
-            slicer.packaging.pip_ensure(slicer.packaging.load_requirements(path), prompt_install=self.askConfirmation,
-                                        requester=self.requester)
+            with tempfile.TemporaryDirectory(prefix="SyntheticImaging-") as folder:
+                constraints = torchConstraints(folder) if self.torchInstalled() else None
+                slicer.packaging.pip_ensure(slicer.packaging.load_requirements(path), constraints=constraints,
+                                            prompt_install=False, requester=self.requester)
             return
         missing = missingRequirements(readRequirements(path))
         if not missing:
             return
-        text = (f"SyntheticImaging needs these Python packages: {', '.join(missing)}.\n"
-                "Install them now? This can take a few minutes.")
-        if self.askConfirmation and not slicer.util.confirmOkCancelDisplay(text, windowTitle="Install packages"):
-            raise RuntimeError(f"Installation declined; missing packages: {', '.join(missing)}")
         self.log(f"Installing {', '.join(missing)}...")
         slicer.util.pip_install(" ".join(missing))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
-from slicer.parameterNodeWrapper import Choice, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, Default, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
 
 from SyntheticImagingLib.lesions.controls import HEMORRHAGE_SUBTYPES
 from SyntheticImagingLib.tasks import TASKS
@@ -62,7 +62,8 @@ class SyntheticImagingParameterNode:
 
     numberOfCases: Annotated[int, WithinRange(1, 100_000)] = 4
     seed: Annotated[int, WithinRange(0, _MAX_SEED)] = 0
-    lesionVolumeMl: Annotated[FloatRange, RangeBounds(0.1, 500.0)] = FloatRange(10.0, 60.0)
+    # Default() inside Annotated: Slicer's range connector validates 0 against RangeBounds when it has none
+    lesionVolumeMl: Annotated[FloatRange, RangeBounds(0.1, 500.0), Default(FloatRange(10.0, 60.0))]
     lesionCount: Annotated[int, WithinRange(0, 20)] = 1
     lesionLocation: vtkMRMLMarkupsFiducialNode
     subtypes: str = HEMORRHAGE_SUBTYPES[0]

@@ -23,7 +23,7 @@ from typing import Any
 from SyntheticImagingLib.io.atomic import atomic_file
 
 __all__ = ["REAL", "SYNTHETIC", "Trial", "Response", "ReaderScore", "ReaderStudy", "make_trials", "clopper_pearson",
-           "binomial_test_two_sided", "CSV_COLUMNS"]
+           "binomial_test_two_sided", "CSV_COLUMNS", "readerStudyCase"]
 
 REAL = "real"
 SYNTHETIC = "synthetic"
@@ -283,3 +283,17 @@ class ReaderStudy:
             writer.writeheader()
             writer.writerows(self.rows())
         return path
+
+
+def readerStudyCase(dataset: str | os.PathLike[str], caseId: str, like: Any | None = None) -> Any:
+    """A case for the reader study, on the grid of ``like`` (a synthetic case) so resolution and field of view
+    do not give the answer away: resampled to its spacing, cropped or padded around the head to its shape.
+
+    Reads and resamples files only (no scene): the panel runs it in a worker thread."""
+    from SyntheticImagingLib.io import load_dataset
+    from SyntheticImagingLib.preprocessing import crop_or_pad, resample_case
+
+    case = load_dataset(dataset).subset([caseId])[0]
+    if like is None or (case.shape == like.shape and not case.geometry.differences(like.geometry)):
+        return case
+    return crop_or_pad(resample_case(case, like.geometry.spacing), like.shape)

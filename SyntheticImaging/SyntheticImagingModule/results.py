@@ -4,10 +4,9 @@
 ``{"csv", "columns", "rows"}``, or directly a list of row dicts as in
 :class:`SyntheticImagingLib.checks.CheckResult`), ``figures``, ``details``; ``DIR/tables/*.csv`` hold the same
 tables, and ``"data"`` says which folders were compared. This module turns that into plain rows for table nodes
-and into plot specifications (Dice per training regime with its confidence interval, histograms of distances to
-the closest training record), without Slicer, so it is tested on its own. Column names are matched loosely
-(``dice_mean``/``mean_dice``/``dice``, ``ci_low``/``dice_lo``/``lower``...), so a check may name its columns
-naturally.
+(every table, generically) and into plot specifications and closest pairs read from the typed report
+(:mod:`SyntheticImagingLib.checks.report_model`: the dataclasses the checks write, their tables by name and
+column), without Slicer, so it is tested on its own.
 """
 
 from __future__ import annotations
@@ -17,14 +16,15 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_report", "check_results", "table_rows", "report_tables", "dataset_roots", "adherence_predictions",
-           "csv_tables",
-           "numeric_columns", "string_columns", "NearestPair", "nearest_pairs", "PlotSeries", "PlotSpec", "plot_specs",
-           "histogram_rows"]
+from SyntheticImagingLib.checks.report_model import EvaluationReport, read_report
+
+__all__ = ["load_report", "check_results", "typed_report", "table_rows", "report_tables", "dataset_roots",
+           "adherence_predictions", "csv_tables", "numeric_columns", "string_columns", "NearestPair", "nearest_pairs",
+           "PlotSeries", "PlotSpec", "plot_specs", "histogram_rows"]
 
 Rows = list[dict[str, Any]]
 
@@ -47,14 +47,26 @@ def _is_result(value: Any) -> bool:
 
 
 def check_results(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Check name -> result, whether the report lists them under ``"checks"`` (as a dict or a list of results
-    with a ``"name"``) or at its top level."""
+    """Check name -> result entry, whether the report lists them under ``"checks"`` or at its top level (a bare
+    ``CheckResult``-shaped dict, as the console may pass)."""
     checks = report.get("checks", report)
-    if isinstance(checks, Sequence) and not isinstance(checks, (str, bytes)):
-        return {str(r.get("name", f"check{i + 1}")): r for i, r in enumerate(checks) if _is_result(r)}
     if isinstance(checks, Mapping):
         return {str(name): r for name, r in checks.items() if _is_result(r)}
     return {}
+
+
+def typed_report(evaluation: str | os.PathLike[str] | Mapping[str, Any] | EvaluationReport) -> EvaluationReport:
+    """The typed report (:class:`SyntheticImagingLib.checks.report_model.EvaluationReport`) of an evaluation
+    folder, a ``report.json`` dict, or a bare ``{"checks": ...}`` dict."""
+    if isinstance(evaluation, EvaluationReport):
+        return evaluation
+    if isinstance(evaluation, Mapping):
+        checks = {k: {"status": "ok", **dict(v)} if "status" not in v else v
+                  for k, v in check_results(evaluation).items()}
+        failed = {k: v for k, v in (evaluation.get("checks") or {}).items()
+                  if isinstance(v, Mapping) and k not in checks}
+        return EvaluationReport.from_dict({**evaluation, "checks": {**checks, **failed}})
+    return read_report(evaluation)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -103,24 +115,15 @@ def report_tables(report: Mapping[str, Any]) -> dict[str, Rows]:
     return tables
 
 
-def dataset_roots(report: Mapping[str, Any]) -> dict[str, str]:
+def dataset_roots(report: Mapping[str, Any] | EvaluationReport) -> dict[str, str]:
     """The folders an evaluation compared (``real_train``, ``real_test``, ``synthetic``), where the report says."""
-    data = report.get("data") if isinstance(report.get("data"), Mapping) else {}
-    return {k: str(v["root"]) for k, v in data.items() if isinstance(v, Mapping) and v.get("root")}
+    return typed_report(report).dataset_roots()
 
 
-def adherence_predictions(report: Mapping[str, Any]) -> dict[str, str]:
+def adherence_predictions(report: Mapping[str, Any] | EvaluationReport) -> dict[str, str]:
     """Synthetic case id -> the reference segmenter's prediction file of the adherence check, relative to the
-    report folder (``details["predictions"]["files"]``, else the per-case table's ``prediction`` column), in the
-    order of the per-case table; empty when the check did not run or saved none."""
-    result = check_results(report).get("adherence", {})
-    details = result.get("details") if isinstance(result.get("details"), Mapping) else {}
-    files = details.get("predictions", {}).get("files") if isinstance(details.get("predictions"), Mapping) else None
-    out = {str(k): str(v) for k, v in files.items() if v} if isinstance(files, Mapping) else {}
-    rows = table_rows((result.get("tables") or {}).get("per_case")) or []
-    ordered = {str(r["case_id"]): str(r.get("prediction") or out.get(str(r["case_id"]), "")) for r in rows
-               if r.get("case_id") is not None}
-    return {k: v for k, v in {**ordered, **{k: v for k, v in out.items() if k not in ordered}}.items() if v}
+    report folder, in the order of the per-case table; empty when the check did not run or saved none."""
+    return {r.case_id: r.prediction for r in typed_report(report).adherence_rows() if r.prediction}
 
 
 def _number(text: str) -> float | int | str:
@@ -175,52 +178,10 @@ class NearestPair:
     distance: float | None
 
 
-def _pair_rows(result: Mapping[str, Any]) -> Iterable[Rows]:
-    for table in [*(result.get("tables") or {}).values(), *(result.get("details") or {}).values()]:
-        rows = table_rows(table)
-        if rows:
-            yield rows
-
-
-def _shared_prefix(a: str, b: str) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
-def _pairs_of(rows: Rows) -> list[NearestPair]:
-    text = string_columns(rows)
-    nearest = next((c for c in text if any(t in c.lower() for t in ("nearest", "closest"))), None) or next(
-        (c for c in text if c.lower() in ("training_id", "train_id", "real_id")), None)
-    synthetic = next((c for c in text if c != nearest and "synth" in c.lower()), None)
-    if nearest is None or synthetic is None:
-        return []
-    if "space" in text:  # one feature space per table: distances of different spaces do not compare
-        first = rows[0].get("space")
-        rows = [r for r in rows if r.get("space") == first]
-    distances = [c for c in numeric_columns(rows) if any(t in c.lower() for t in ("dcr", "dist"))]
-    distance = max(distances, key=lambda c: (_shared_prefix(c, nearest), -distances.index(c)), default=None)
-    return [NearestPair(str(r[synthetic]), str(r[nearest]),
-                        None if distance is None or r.get(distance) is None else float(r[distance]))
-            for r in rows if r.get(synthetic) not in (None, "") and r.get(nearest) not in (None, "")]
-
-
-def nearest_pairs(report: Mapping[str, Any]) -> list[NearestPair]:
-    """Closest training case of each synthetic case, most similar first, from the privacy check's tables or
-    details (a text column naming the closest training case, e.g. ``encoder_nearest_training_id``). The table
-    covering the most synthetic cases wins (a per-case table rather than a top-k list)."""
-    results = check_results(report)
-    names = sorted(results, key=lambda k: "privacy" not in k.lower())
-    best: list[NearestPair] = []
-    for name in names:
-        for rows in _pair_rows(results[name]):
-            pairs = _pairs_of(rows)
-            if len({p.synthetic_id for p in pairs}) > len({p.synthetic_id for p in best}):
-                best = pairs
-        if best:
-            break
-    return sorted(best, key=lambda p: math.inf if p.distance is None else p.distance)
+def nearest_pairs(report: Mapping[str, Any] | EvaluationReport) -> list[NearestPair]:
+    """Closest training case of each synthetic case in the privacy check's first space, closest first."""
+    return [NearestPair(p.synthetic_id, p.training_id, None if math.isnan(p.distance) else p.distance)
+            for p in typed_report(report).closest_pairs()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,31 +207,17 @@ class PlotSpec:
     labels: str | None = None
 
 
-_LOW = ("ci_low", "ci_lo", "lower", "_low", "_lo", "low")
-_HIGH = ("ci_high", "ci_hi", "upper", "_high", "_hi", "high")
-
-
-def _dice_spec(name: str, rows: Rows) -> PlotSpec | None:
-    numeric = numeric_columns(rows)
-    dice = [c for c in numeric if "dice" in c.lower()]
-    bounds = [c for c in dice if any(t in c.lower() for t in _LOW + _HIGH + ("std", "sd", "sem"))]
-    mean = next((c for c in dice if c not in bounds), None)
-    if mean is None:
+def _dice_spec(report: EvaluationReport) -> PlotSpec | None:
+    regimes = report.regimes()
+    if not regimes:
         return None
-    ci = [c for c in numeric if c not in (mean,) and ("dice" in c.lower() or "ci" in c.lower())]
-    low = next((c for c in ci if any(t in c.lower() for t in _LOW)), None)
-    high = next((c for c in ci if any(t in c.lower() for t in _HIGH)), None)
-    if low is None or high is None:
-        return None  # per-run rows, not a per-regime summary with its interval
-    text = string_columns(rows)
-    label = next((c for c in text if "regime" in c.lower()), text[0] if text else None)
-    data = [{"index": i, "label": str(r.get(label, i)) if label else str(i), **{c: r.get(c) for c in (mean, low, high)}}
-            for i, r in enumerate(rows)]
-    series = [PlotSeries(mean, "bar", "Dice (mean)")]
+    data = [{"index": i, "label": r.regime, "dice": r.dice, "dice_lo": r.dice_lo, "dice_hi": r.dice_hi}
+            for i, r in enumerate(regimes)]
     # Slicer charts have no error bars: the interval ends are drawn as markers on each bar
-    series += [PlotSeries(low, "scatter", "95% CI low"), PlotSeries(high, "scatter", "95% CI high")]
-    return PlotSpec(name=f"{name} Dice", title=f"Dice per training regime ({name})", rows=data, x="index",
-                    series=tuple(series), x_title=label or "row", y_title="Dice", labels="label")
+    series = (PlotSeries("dice", "bar", "Dice (mean)"), PlotSeries("dice_lo", "scatter", "95% CI low"),
+              PlotSeries("dice_hi", "scatter", "95% CI high"))
+    return PlotSpec(name="utility regimes Dice", title="Dice per training regime on real held-out cases", rows=data,
+                    x="index", series=series, x_title="regime", y_title="Dice", labels="label")
 
 
 def histogram_rows(columns: Mapping[str, Sequence[float]], bins: int = 20) -> Rows:
@@ -292,31 +239,27 @@ def histogram_rows(columns: Mapping[str, Sequence[float]], bins: int = 20) -> Ro
     return rows
 
 
-def _dcr_specs(tables: Mapping[str, Rows], bins: int) -> list[PlotSpec]:
-    # one histogram per check and distance column, all tables of the check as series (synthetic cases beside the
-    # holdout baseline: the comparison is the point)
-    groups: dict[tuple[str, str], dict[str, list[Any]]] = {}
-    for name, rows in tables.items():
-        check, _, table = name.partition(" ")
-        for column in numeric_columns(rows):
-            if "dcr" in column.lower():
-                groups.setdefault((check, column), {})[table or check] = [r.get(column) for r in rows]
+def _distance_specs(report: EvaluationReport, bins: int) -> list[PlotSpec]:
+    # one histogram per feature space: synthetic cases beside the real holdout baseline (the comparison is the point)
+    holdout = report.holdout_distances()
     specs = []
-    for (check, column), series in groups.items():
+    for space, synthetic in report.distances().items():
+        series = {"synthetic": synthetic, **({"holdout": holdout[space]} if space in holdout else {})}
         data = histogram_rows(series, bins=bins)
         if not data:
             continue
         kind = "bar" if len(series) == 1 else "line"
-        specs.append(PlotSpec(name=f"{check} {column} histogram", title=f"{column}: distance to the closest "
-                              f"training case ({check})", rows=data, x="bin_center",
-                              series=tuple(PlotSeries(s, kind, s) for s in series),
+        specs.append(PlotSpec(name=f"privacy {space} distance histogram",
+                              title=f"Distance to the closest training case ({space} space)", rows=data,
+                              x="bin_center", series=tuple(PlotSeries(s, kind, s) for s in series),
                               x_title="distance to the closest training case", y_title="cases"))
     return specs
 
 
-def plot_specs(tables: Mapping[str, Rows], *, bins: int = 20) -> list[PlotSpec]:
-    """The charts worth drawing from an evaluation's tables (named ``"<check> <table>"``): Dice per regime with its
-    confidence interval, and histograms of distances to the closest training record."""
-    specs = [spec for name, rows in tables.items() if name != "summary"
-             for spec in [_dice_spec(name, rows)] if spec is not None]
-    return specs + _dcr_specs({k: v for k, v in tables.items() if k != "summary"}, bins)
+def plot_specs(evaluation: str | os.PathLike[str] | Mapping[str, Any] | EvaluationReport, *,
+               bins: int = 20) -> list[PlotSpec]:
+    """The charts of an evaluation: Dice per training regime with its confidence interval (utility), and
+    histograms of distances to the closest training case beside the holdout baseline (privacy)."""
+    report = typed_report(evaluation)
+    dice = _dice_spec(report)
+    return ([dice] if dice else []) + _distance_specs(report, bins)

@@ -11,7 +11,8 @@ import qt
 import slicer
 import vtk
 
-__all__ = ["showCase", "showAdherenceCase", "showCompare", "showResults", "openPath", "COMPARE_LAYOUT_ID"]
+__all__ = ["showCase", "showAdherenceCase", "showCompare", "showResults", "openPath", "setViewTitle",
+           "clearViewTitles", "COMPARE_LAYOUT_ID"]
 
 #: Layout id of the side-by-side compare layout (any id Slicer does not use).
 COMPARE_LAYOUT_ID = 31501
@@ -60,11 +61,50 @@ def _showSegmentation(segmentationNode: Any, *, show3D: bool, viewNodeIDs: list[
         segmentationNode.CreateClosedSurfaceRepresentation()
 
 
+#: Title text actors by slice view name (one per view; replaced or removed by the next view change).
+_titles: dict[str, Any] = {}
+
+
+def setViewTitle(sliceWidget: Any, title: str) -> Any:
+    """Show ``title`` at the top of a slice view in a text actor of its own.
+
+    Not in the view's corner annotation: the Data Probe module rewrites those corners whenever the slice moves,
+    so a title put there disappears at the first scroll. A separate 2D actor in the view's renderer is left alone.
+    """
+    name = sliceWidget.mrmlSliceNode().GetName()
+    renderer = sliceWidget.sliceView().renderWindow().GetRenderers().GetFirstRenderer()
+    actor = _titles.get(name)
+    if actor is None:
+        actor = vtk.vtkTextActor()
+        actor.SetTextScaleModeToNone()
+        actor.GetTextProperty().SetFontSize(16)
+        actor.GetTextProperty().SetColor(1.0, 1.0, 0.6)
+        actor.GetTextProperty().SetShadow(True)
+        actor.GetTextProperty().SetJustificationToCentered()
+        actor.GetTextProperty().SetVerticalJustificationToTop()
+        actor.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
+        actor.SetPosition(0.5, 0.97)
+        _titles[name] = actor
+    if not renderer.HasViewProp(actor):
+        renderer.AddActor2D(actor)
+    actor.SetInput(title)
+    actor.SetVisibility(True)
+    sliceWidget.sliceView().scheduleRender()
+    return actor
+
+
+def clearViewTitles() -> None:
+    """Hide the titles :func:`setViewTitle` put in the slice views."""
+    for actor in _titles.values():
+        actor.SetVisibility(False)
+
+
 def showCase(caseNodes: Any, *, show3D: bool = True) -> None:
     """The case's first channel in the slice views, its segmentation overlaid and (``show3D``) as surfaces in the
     3D view; the slices are moved to the lesion."""
     layoutManager = slicer.app.layoutManager()
     layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+    clearViewTitles()
     slicer.util.setSliceViewerLayers(background=caseNodes.referenceVolume, foreground=None, label=None, fit=True)
     segmentation = caseNodes.segmentation
     if segmentation is None:
@@ -84,6 +124,7 @@ def showAdherenceCase(caseNodes: Any) -> None:
     outlined over the first channel in the slice views (the logic styled both), slices at the lesion."""
     layoutManager = slicer.app.layoutManager()
     layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpView)
+    clearViewTitles()
     slicer.util.setSliceViewerLayers(background=caseNodes.referenceVolume, foreground=None, label=None, fit=True)
     for node in (caseNodes.segmentation, caseNodes.prediction):
         if node is not None and node.GetDisplayNode() is not None:
@@ -117,9 +158,7 @@ def showCompare(left: Any, right: Any, leftTitle: str, rightTitle: str) -> None:
         if nodes.segmentation is not None:
             _showSegmentation(nodes.segmentation, show3D=False, viewNodeIDs=[sliceNode.GetID()])
         sliceWidget.sliceLogic().FitSliceToAll()
-        cornerAnnotation = sliceWidget.sliceView().cornerAnnotation()
-        cornerAnnotation.SetText(vtk.vtkCornerAnnotation.UpperLeft, title)
-        sliceWidget.sliceView().forceRender()
+        setViewTitle(sliceWidget, title)
     if left.segmentation is not None:
         center = _lesionCenter(left.segmentation)
         if center is not None:

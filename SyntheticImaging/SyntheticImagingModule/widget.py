@@ -1,12 +1,15 @@
 """The module panel: built from ``Resources/UI/SyntheticImaging.ui``, bound to the parameter node with
-``connectGui``, running long jobs through the library's CLI in a background process (see :mod:`.jobs`).
+``connectGui``. Nothing slow runs on the GUI thread: training, synthesis, checks and DICOM export run the
+library's CLI in a background process (:mod:`.jobs`); reading, checking, resampling and writing files run in a
+worker thread (:mod:`.thread_jobs`); both report progress to the panel's progress bar and stop on Cancel. Only
+creating scene nodes from what a job read happens on the GUI thread, when the job is done.
+
+The logic is passed in (as SlicerNNUnet does), so tests give the panel a logic of their own.
 """
 
 from __future__ import annotations
 
-import datetime
 import importlib
-import importlib.util
 import json
 import sys
 import time
@@ -23,41 +26,50 @@ from slicer.util import VTKObservationMixin
 from SyntheticImagingLib.errors import SyntheticImagingError
 from SyntheticImagingLib.io import load_dataset
 from SyntheticImagingLib.lesions.controls import HEMORRHAGE_SUBTYPES
+from SyntheticImagingLib.registry import GENERATORS
 from SyntheticImagingLib.tasks import get_task
 
 from . import views
 from .install import InstallLogic
-from .jobs import BackgroundJob, JobEvent, format_duration, format_status
+from .jobs import JobEvent, JobOutcome, format_duration, format_status
 from .logic import CaseNodes, SyntheticImagingLogic
+from .nodes import stamp
 from .parameters import SyntheticImagingParameterNode, isSet
-from .reader_study import REAL, SYNTHETIC, ReaderStudy
+from .reader_study import REAL, SYNTHETIC, ReaderStudy, readerStudyCase
+from .runner import JobRunner, RunningJob
+from .thread_jobs import Report, ThreadJob, caseProgress
 
 __all__ = ["SyntheticImagingWidget"]
 
-#: Families listed before the library can be asked (it imports torch to list them).
-_KNOWN_FAMILIES = ("label-to-image", "lesion-insertion", "gan3d", "diffusion")
 #: Sub-modules reloaded by the developer "Reload" button, dependencies first.
-_SUBMODULES = ("jobs", "results", "reader_study", "install", "parameters", "logic", "views", "widget")
-
-
-def _stamp() -> str:
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+_SUBMODULES = ("jobs", "thread_jobs", "runner", "results", "reader_study", "install", "parameters", "nodes",
+               "result_nodes", "jobs_logic", "logic", "views", "widget")
+#: Job lanes (see :mod:`.runner`): CLI processes; file work the user waits for; loading cases to show.
+PROCESS, FILES, VIEW = "process", "files", "view"
 
 
 class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Panel of the SyntheticImaging module: Data, Generator, Synthesize, Checks, Export, Reader study."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: Any = None, *, logic: SyntheticImagingLogic | None = None,
+                 installLogic: InstallLogic | None = None) -> None:
+        """
+        Args:
+            parent: the module panel's widget (Slicer passes it).
+            logic: the module logic (default: a new :class:`SyntheticImagingLogic` at setup).
+            installLogic: checks and installs dependencies before a job (default: :class:`InstallLogic`).
+        """
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic: SyntheticImagingLogic | None = None
+        self.logic: SyntheticImagingLogic | None = logic
         self._parameterNode: SyntheticImagingParameterNode | None = None
         self._parameterNodeGuiTag = None
-        self._installLogic: InstallLogic | None = None
-        self._job: BackgroundJob | None = None
-        self._jobOnSuccess: Any = None
+        self._installLogic: InstallLogic | None = installLogic
+        self.jobs = JobRunner(onEvent=self._onJobEvent, onFinished=self._onJobFinished)
         self._jobTimer: qt.QTimer | None = None
         self._jobStage = ""
+        self._lastJob: Any = None
+        self._describeJob: ThreadJob | None = None
         self._shownCase: CaseNodes | None = None
         self._compareCases: list[CaseNodes] = []
         self._adherenceCase: CaseNodes | None = None
@@ -76,17 +88,17 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
-        self.logic = SyntheticImagingLogic()
-        self._installLogic = InstallLogic(log=self._appendLog)
+        self.logic = self.logic or SyntheticImagingLogic()
+        self._installLogic = self._installLogic or InstallLogic(log=self._appendLog)
         self._jobTimer = qt.QTimer()
         self._jobTimer.setInterval(100)
-        self._jobTimer.connect("timeout()", self._pollJob)
+        self._jobTimer.connect("timeout()", self._pollJobs)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.generatorFamilyComboBox.setEditable(True)
-        self.ui.generatorFamilyComboBox.addItems(self._families())
+        self.ui.generatorFamilyComboBox.addItems(GENERATORS.names())  # names only: no torch import
         self.ui.subtypesComboBox.addItems(list(HEMORRHAGE_SUBTYPES))
         self.ui.progressBar.setRange(0, 1000)
 
@@ -118,25 +130,15 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.initializeParameterNode()
         self._updateReaderButtons()
-        self._setJobRunning(False)
-
-    @staticmethod
-    def _families() -> list[str]:
-        # The registry imports torch: ask it only once the dependencies are there.
-        if importlib.util.find_spec("torch") is not None:
-            try:
-                from SyntheticImagingLib.generators import available_generators
-
-                return available_generators() or list(_KNOWN_FAMILIES)
-            except Exception:  # a broken optional install must not break the panel
-                pass
-        return list(_KNOWN_FAMILIES)
+        self._setJobRunning()
 
     def cleanup(self) -> None:
         """Called when the application closes: stop a running job (and its children) and drop observers."""
-        if self._job is not None and self._job.running:
-            self._job.cancel(grace_s=0)
-            self._job.poll()
+        self.jobs.cancelAll()
+        if self._describeJob is not None:
+            self._describeJob.cancel()
+        if self._jobTimer is not None:
+            self._jobTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -208,7 +210,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         isCT = get_task(p.task).lesion_kind.value == "hemorrhage"
         self.ui.subtypesComboBox.setEnabled(isCT)
         self.ui.subtypesLabel.setEnabled(isCT)
-        self._setJobRunning(self._job is not None and self._job.running)
+        self._setJobRunning()
 
     def onReload(self) -> None:
         """Developer reload: also reload the package's sub-modules (the base class reloads the module file only)."""
@@ -224,62 +226,88 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _runDir(self, kind: str) -> Path:
         """A new dated folder for one run (the CLI wants its output folder new or empty)."""
-        return self._workDir() / f"{kind}-{_stamp()}"
+        return self._workDir() / f"{kind}-{stamp()}"
 
     def _require(self, path: Path, what: str) -> Path | None:
         if not isSet(path) or not Path(path).exists():
-            slicer.util.errorDisplay(_("Select {what} first.").format(what=what))
+            self._error(_("Select {what} first.").format(what=what))
             return None
         return Path(path)
 
     def _appendLog(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
 
-    def _setJobRunning(self, running: bool) -> None:
+    def _setJobRunning(self) -> None:
+        """Buttons follow the running jobs: one CLI job at a time, Cancel while anything runs."""
+        busy = self.jobs.busy(PROCESS)
         for button in (self.ui.trainButton, self.ui.synthesizeButton, self.ui.evaluateButton,
                        self.ui.exportDicomButton):
-            button.setEnabled(not running)
-        self.ui.cancelButton.setEnabled(running)
-        self.ui.openLogButton.setEnabled(self._job is not None and self._job.log_path is not None)
+            button.setEnabled(not busy)
+        self.ui.cancelButton.setEnabled(self.jobs.anyRunning)
+        log = getattr(self._lastJob, "log_path", None)
+        self.ui.openLogButton.setEnabled(log is not None)
 
-    # -- background jobs -------------------------------------------------------------------------------------
+    def _error(self, text: str, detail: str = "") -> None:
+        """A message box, and the same text in the panel's log."""
+        self._appendLog(f"ERROR: {text}")
+        slicer.util.errorDisplay(text, detailedText=detail or None)
+
+    # -- jobs ------------------------------------------------------------------------------------------------
     def _ensureDependencies(self) -> bool:
         try:
             self._installLogic.ensureDependencies()
         except Exception as err:  # declined, failed, or restart needed: say so and stop
-            slicer.util.errorDisplay(_("Dependencies are not ready: {error}").format(error=err))
+            self._error(_("Dependencies are not ready: {error}").format(error=err))
             return False
         return True
 
+    def _runJob(self, lane: str, job: Any, onSuccess: Any = None) -> bool:
+        """Start ``job`` in ``lane``; ``onSuccess(outcome)`` runs on the GUI thread when it succeeded."""
+        if self.jobs.busy(lane):
+            self._error(_("{name} is still running; wait for it or cancel it.").format(name=self.jobs.job(lane).name))
+            return False
+        try:
+            self.jobs.start(lane, job, onSuccess)
+        except (OSError, RuntimeError) as err:
+            self._error(_("Could not start {name}: {error}").format(name=job.name, error=err))
+            return False
+        self._lastJob = job
+        self._jobStage = ""
+        self.ui.statusLabel.setText(_("{name}: starting...").format(name=job.name))
+        self.ui.progressBar.setRange(0, 0)  # busy until the first progress line
+        self._setJobRunning()
+        self._jobTimer.start()
+        return True
+
     def _startJob(self, command: str, options: dict[str, Any], onSuccess: Any = None) -> None:
-        """Start one CLI call in the background; ``onSuccess(outcome)`` runs when it succeeded."""
-        if self._job is not None and self._job.running:
-            slicer.util.errorDisplay(_("A job is already running; wait for it or cancel it."))
+        """Start one CLI call in the background process lane."""
+        if self.jobs.busy(PROCESS):
+            self._error(_("{name} is still running; wait for it or cancel it.").format(
+                name=self.jobs.job(PROCESS).name))
             return
         if not self._ensureDependencies():
             return
-        self._job = self.logic.cliJob(command, options, logDir=self._workDir() / "logs", onEvent=self._onJobEvent)
-        self._jobOnSuccess = onSuccess
-        self._jobStage = ""
-        self.ui.logTextEdit.clear()
-        self._appendLog(" ".join(self._job.args))
         try:
-            self._job.start()
-        except OSError as err:
-            slicer.util.errorDisplay(_("Could not start {command}: {error}").format(command=command, error=err))
-            self._job = None
+            job = self.logic.cliJob(command, options, logDir=self._workDir() / "logs")
+        except (OSError, RuntimeError) as err:  # e.g. PythonSlicer not found beside Slicer
+            self._error(_("Could not start {command}: {error}").format(command=command, error=err))
             return
-        self.ui.statusLabel.setText(_("{command}: starting...").format(command=command))
-        self.ui.progressBar.setRange(0, 0)  # busy until the first progress line
-        self._setJobRunning(True)
-        self._jobTimer.start()
+        self.ui.logTextEdit.clear()
+        self._appendLog(" ".join(job.args))
+        self._runJob(PROCESS, job, onSuccess)
 
-    def _pollJob(self) -> None:
-        if self._job is not None and not self._job.poll():
+    def _startWork(self, lane: str, name: str, work: Any, onSuccess: Any = None) -> bool:
+        """Run ``work(report)`` (files only, never the scene) in a worker thread."""
+        return self._runJob(lane, ThreadJob(work, name=name), onSuccess)
+
+    def _pollJobs(self) -> None:
+        if self._describeJob is not None and not self._describeJob.poll():
+            self._describeFinished(self._describeJob)
+            self._describeJob = None
+        if not self.jobs.poll() and self._describeJob is None:
             self._jobTimer.stop()
-            self._onJobFinished()
 
-    def _onJobEvent(self, event: JobEvent) -> None:
+    def _onJobEvent(self, running: RunningJob, event: JobEvent) -> None:
         if event.kind == "progress":
             fraction = event.fraction
             if fraction is None:
@@ -298,10 +326,9 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         elif event.message.strip():
             self._appendLog(event.message)
 
-    def _onJobFinished(self) -> None:
-        job = self._job
-        outcome = job.outcome()
-        self._setJobRunning(False)
+    def _onJobFinished(self, running: RunningJob, outcome: JobOutcome) -> None:
+        job = running.job
+        self._setJobRunning()
         self.ui.progressBar.setRange(0, 1000)
         elapsed = format_duration(job.elapsed_s)
         if outcome.status == "cancelled":
@@ -309,30 +336,31 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.setText(_("{name}: cancelled after {elapsed}").format(name=job.name, elapsed=elapsed))
             return
         if outcome.status == "failed":
+            self.ui.progressBar.setValue(0)
             self.ui.statusLabel.setText(_("{name}: failed after {elapsed}").format(name=job.name, elapsed=elapsed))
-            detail = "\n".join(list(job.log)[-60:])
-            slicer.util.errorDisplay(
-                _("{name} failed: {message}\n\nThe full log is in {log}").format(
-                    name=job.name, message=outcome.message, log=outcome.log_path), detailedText=detail)
+            where = _("\n\nThe full log is in {log}").format(log=outcome.log_path) if outcome.log_path else ""
+            self._error(_("{name} failed: {message}").format(name=job.name, message=outcome.message) + where,
+                        "\n".join(list(job.log)[-60:]))
             return
         self.ui.progressBar.setValue(1000)
         self.ui.statusLabel.setText(_("{name}: done in {elapsed}").format(name=job.name, elapsed=elapsed))
-        if self._jobOnSuccess is not None:
-            with slicer.util.tryWithErrorDisplay(_("Loading the results failed."), waitCursor=True):
-                self._jobOnSuccess(outcome)
+        if running.onSuccess is not None:
+            onSuccess, running.onSuccess = running.onSuccess, None  # the runner must not call it again
+            with slicer.util.tryWithErrorDisplay(_("Showing the result failed."), waitCursor=True):
+                onSuccess(outcome)
 
     def onCancelJob(self) -> None:
-        """Stop the running job: asked to stop (it saves its last checkpoint), then its whole process tree is
-        killed if it still runs after 15 s."""
-        if self._job is not None and self._job.running:
-            self._job.cancel(grace_s=15.0)
-            self.ui.statusLabel.setText(_("{name}: cancelling...").format(name=self._job.name))
-            self.ui.cancelButton.setEnabled(False)
+        """Stop the latest running job: a CLI process is asked to stop (it saves its last checkpoint) and its
+        whole process tree is killed if it still runs after 15 s; a worker thread stops at its next step."""
+        job = self.jobs.cancel(grace_s=15.0)
+        if job is not None:
+            self.ui.statusLabel.setText(_("{name}: cancelling...").format(name=job.name))
 
     def onOpenLog(self) -> None:
         """Open the last job's log file."""
-        if self._job is not None and self._job.log_path is not None and self._job.log_path.exists():
-            views.openPath(self._job.log_path)
+        log = getattr(self._lastJob, "log_path", None)
+        if log is not None and log.exists():
+            views.openPath(log)
 
     # -- Data ------------------------------------------------------------------------------------------------
     def _pathArgument(self, args: tuple[Any, ...], parameter: str) -> Path | None:
@@ -342,7 +370,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return getattr(self._parameterNode, parameter) if self._parameterNode else None
 
     def onDatasetChanged(self, *args: Any) -> None:
-        """Show what the selected dataset holds (its first case is read for the geometry)."""
+        """Describe the selected dataset (its first case is read for the geometry) in a worker thread."""
         path = self._pathArgument(args, "datasetPath")
         if not isSet(path) or not Path(path).exists():
             self._describedDataset = None
@@ -351,11 +379,22 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if path == self._describedDataset:
             return  # already shown (entering the module again must not re-read a volume)
         self._describedDataset = path
-        try:
-            with slicer.util.WaitCursor():
-                info = self.logic.describeDataset(path)
-        except (SyntheticImagingError, OSError, ValueError) as err:
-            self.ui.datasetInfoLabel.setText(_("Not usable: {error}").format(error=err))
+        if self._describeJob is not None:
+            self._describeJob.cancel()  # its answer is for another folder: dropped in _describeFinished
+        self.ui.datasetInfoLabel.setText(_("Reading {path}...").format(path=path))
+        self._describeJob = ThreadJob(lambda report: (path, self.logic.describeDataset(path)), name="describe data")
+        self._describeJob.start()
+        self._jobTimer.start()
+
+    def _describeFinished(self, job: ThreadJob) -> None:
+        outcome = job.outcome()
+        if outcome.status == "cancelled":
+            return
+        if outcome.status == "failed":
+            self.ui.datasetInfoLabel.setText(_("Not usable: {error}").format(error=outcome.message))
+            return
+        path, info = outcome.result["value"]
+        if path != self._describedDataset:
             return
         spacing = " x ".join(f"{s:g}" for s in info.get("spacing", []))
         shape = " x ".join(str(s) for s in info.get("shape_zyx", [])[::-1])
@@ -366,29 +405,27 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 channels=", ".join(info.get("channels", [])), shape=shape, spacing=spacing))
 
     def onCheckDataset(self) -> None:
-        """Load every case of the dataset and list geometry and label problems."""
+        """Load every case of the dataset (worker thread, progress, Cancel) and list geometry and label problems."""
         path = self._require(self._parameterNode.datasetPath, _("a dataset folder"))
         if path is None:
             return
-        total = len(load_dataset(path))
-        dialog = slicer.util.createProgressDialog(parent=slicer.util.mainWindow(), value=0, maximum=total,
-                                                  labelText=_("Checking cases..."), windowTitle=_("Check data"))
 
-        def progress(done: int, count: int, caseId: str) -> bool:
-            dialog.setValue(done)
-            dialog.setLabelText(_("Checking {case} ({done}/{count})").format(case=caseId, done=done + 1, count=count))
-            slicer.app.processEvents()
-            return not dialog.wasCanceled
+        def work(report: Report) -> tuple[int, list[str]]:
+            total = len(load_dataset(path))
+            problems = self.logic.datasetProblems(
+                path, lambda done, count, caseId: report(done, count, _("checking {case}").format(case=caseId)))
+            return total, problems
 
-        try:
-            problems = self.logic.datasetProblems(path, progress)
-        finally:
-            dialog.close()
-        if problems:
-            slicer.util.warningDisplay(_("{n} problem(s) found:").format(n=len(problems)),
-                                       detailedText="\n\n".join(problems))
-        else:
-            slicer.util.infoDisplay(_("All {n} cases load, with channels and labels on one grid.").format(n=total))
+        def done(outcome: JobOutcome) -> None:
+            total, problems = outcome.result["value"]
+            if problems:
+                slicer.util.warningDisplay(_("{n} problem(s) found:").format(n=len(problems)),
+                                           detailedText="\n\n".join(problems))
+            else:
+                slicer.util.infoDisplay(
+                    _("All {n} cases load, with channels and labels on one grid.").format(n=total))
+
+        self._startWork(FILES, _("check data"), work, done)
 
     def _sceneCaseGroups(self) -> list[tuple[list[Any], Any]]:
         p = self._parameterNode
@@ -410,7 +447,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         volumes = list(self.ui.sceneVolumesComboBox.checkedNodes())
         segmentation = self.ui.sceneSegmentationComboBox.currentNode()
         if not volumes or segmentation is None:
-            slicer.util.errorDisplay(_("Check the case's channel volumes and pick its segmentation."))
+            self._error(_("Check the case's channel volumes and pick its segmentation."))
             return
         channels = get_task(self._parameterNode.task).channels
         # channel order: by name when every channel name appears in exactly one node name, else as listed
@@ -419,7 +456,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volumes = [m[0] for m in byName]
         problems = self.logic.nodesGeometryProblems(volumes, segmentation)
         if problems:
-            slicer.util.errorDisplay(_("These nodes do not form one case:"), detailedText="\n".join(problems))
+            self._error(_("These nodes do not form one case:"), "\n".join(problems))
             return
         p = self._parameterNode
         p.sceneCaseVolumes = [*p.sceneCaseVolumes, *volumes]
@@ -434,14 +471,27 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateSceneCaseList()
 
     def onWriteSceneDataset(self) -> None:
-        """Write the scene cases as a dataset folder and use it as the real cases."""
+        """Write the scene cases as a dataset folder (worker thread) and use it as the real cases. The arrays are
+        copied out of the nodes first, on the GUI thread that owns the scene."""
         groups = self._sceneCaseGroups()
         if not groups:
-            slicer.util.errorDisplay(_("Add cases from the scene first."))
+            self._error(_("Add cases from the scene first."))
             return
-        with slicer.util.tryWithErrorDisplay(_("Writing the scene cases failed."), waitCursor=True):
-            out = self.logic.writeDataset(groups, self._runDir("scene-cases"), task=self._parameterNode.task)
-            self._parameterNode.datasetPath = out
+        p = self._parameterNode
+        try:
+            cases = self.logic.casesFromInput(groups, task=p.task)
+        except (SyntheticImagingError, ValueError) as err:
+            self._error(_("The scene cases cannot be written: {error}").format(error=err))
+            return
+        out = self._runDir("scene-cases")
+
+        def work(report: Report) -> Path:
+            return self.logic.writeDataset(cases, out, task=p.task, progress=caseProgress(report, len(cases)))
+
+        def done(outcome: JobOutcome) -> None:
+            p.datasetPath = outcome.result["value"]
+
+        self._startWork(FILES, _("write scene cases"), work, done)
 
     # -- Generator -------------------------------------------------------------------------------------------
     def onFamilyChanged(self, text: str) -> None:
@@ -502,7 +552,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         useCheckpoint = p.useCheckpoint and isSet(p.checkpointPath)
         data = Path(p.datasetPath) if isSet(p.datasetPath) else None
         if not useCheckpoint and data is None:
-            slicer.util.errorDisplay(_("Pick a trained checkpoint, or real cases for the family to start from."))
+            self._error(_("Pick a trained checkpoint, or real cases for the family to start from."))
             return
         isCT = get_task(p.task).lesion_kind.value == "hemorrhage"
         subtypes = [s for s in p.subtypes.split(",") if s] if isCT else None
@@ -511,7 +561,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                               lesionCount=p.lesionCount, location=p.lesionLocation,
                                               subtypes=subtypes)
         except SyntheticImagingError as err:
-            slicer.util.errorDisplay(str(err))
+            self._error(str(err))
             return
         out = self._runDir("synthetic")
         options = {"generator": Path(p.checkpointPath) if useCheckpoint else p.generatorFamily, "data": data,
@@ -537,15 +587,21 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._appendLog(f"Synthetic set not readable: {err}")
 
     def onShowSyntheticCase(self) -> None:
-        """Load the selected synthetic case: slice views with the segmentation, surfaces in 3D."""
+        """Show the selected synthetic case: read in a worker thread, then the slice views with the segmentation
+        and the surfaces in 3D."""
         caseId = self.ui.syntheticCaseComboBox.currentText
         path = self._require(self._parameterNode.syntheticDataset, _("a synthetic set"))
         if path is None or not caseId:
             return
-        with slicer.util.tryWithErrorDisplay(_("Loading the case failed."), waitCursor=True):
+
+        def done(outcome: JobOutcome) -> None:
             self.logic.removeCaseNodes(self._shownCase)
-            self._shownCase = self.logic.loadDatasetCase(path, caseId)
+            self._shownCase = None
+            self._shownCase = self.logic.caseToNodes(outcome.result["value"])
             views.showCase(self._shownCase)
+
+        self._startWork(VIEW, _("load {case}").format(case=caseId),
+                        lambda report: self.logic.readDatasetCase(path, caseId), done)
 
     # -- Checks ----------------------------------------------------------------------------------------------
     def onEvaluate(self) -> None:
@@ -554,7 +610,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         checks = [name for name, on in (("utility", p.checkUtility), ("adherence", p.checkAdherence),
                                         ("fidelity", p.checkFidelity), ("privacy", p.checkPrivacy)) if on]
         if not checks:
-            slicer.util.errorDisplay(_("Select at least one check."))
+            self._error(_("Select at least one check."))
             return
         train = self._require(p.datasetPath, _("the real training cases (Data)"))
         test = train and self._require(p.realTestPath, _("held-out real cases"))
@@ -579,9 +635,13 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Reading the evaluation failed."), waitCursor=True):
             self.logic.removeResultNodes()
-            tables = self.logic.rankingToTables(folder) if (folder / "ranking.csv").exists() \
-                else self.logic.resultsToTables(folder)
-            charts = self.logic.resultsToPlots(tables)
+            ranking = (folder / "ranking.csv").exists()
+            tables = self.logic.rankingToTables(folder) if ranking else self.logic.resultsToTables(folder)
+            # a ranking's charts: those of its best generator (the first row, its report in a sub-folder)
+            reports = [folder / str(r.get("generator")) for r in self.logic.tableRows(tables["ranking"])] \
+                if ranking else [folder]
+            best = next((r for r in reports if (r / "report.json").exists()), None)
+            charts = self.logic.resultsToPlots(best) if best is not None else {}
             summary = tables.get("summary")
             lines = [f"{r['check']}: {r['metric']} = {r['value']}" for r in self.logic.tableRows(summary)] \
                 if summary is not None else []
@@ -596,7 +656,7 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         report = folder / "report.html"
         if not report.exists():
-            slicer.util.errorDisplay(_("{path} does not exist.").format(path=report))
+            self._error(_("{path} does not exist.").format(path=report))
             return
         views.openPath(report)
 
@@ -606,24 +666,38 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = self._require(p.evaluationDirectory, _("an evaluation with the privacy check"))
         if folder is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Showing the comparison failed."), waitCursor=True):
+        try:
             roots = self.logic.datasetRoots(folder)  # the folders that were compared, else the panel's
-            synthetic = roots.get("synthetic") or self._require(p.syntheticDataset, _("the synthetic set"))
-            real = roots.get("real_train") or self._require(p.datasetPath, _("the real training cases"))
-            if not synthetic or not real:
-                return
             selected = self.ui.syntheticCaseComboBox.currentText or None
             pair = self.logic.nearestPair(folder, selected) or self.logic.nearestPair(folder)
-            if pair is None:
-                raise RuntimeError("the evaluation has no closest-record pairs: run it with the privacy check")
+        except (OSError, ValueError) as err:
+            self._error(_("The evaluation cannot be read: {error}").format(error=err))
+            return
+        if pair is None:
+            self._error(_("The evaluation has no closest-record pairs: run the checks with 'privacy' selected."))
+            return
+        synthetic = roots.get("synthetic") or self._require(p.syntheticDataset, _("the synthetic set"))
+        real = synthetic and (roots.get("real_train") or self._require(p.datasetPath, _("the real training cases")))
+        if not synthetic or not real:
+            return
+
+        def work(report: Report) -> tuple[Any, Any]:
+            return (self.logic.readDatasetCase(synthetic, pair.synthetic_id),
+                    self.logic.readDatasetCase(real, pair.real_id))
+
+        def done(outcome: JobOutcome) -> None:
             for nodes in self._compareCases:
                 self.logic.removeCaseNodes(nodes)
-            left = self.logic.loadDatasetCase(synthetic, pair.synthetic_id, showSurface=False)
-            right = self.logic.loadDatasetCase(real, pair.real_id, showSurface=False)
+            self._compareCases = []
+            leftCase, rightCase = outcome.result["value"]
+            left = self.logic.caseToNodes(leftCase, showSurface=False)
+            right = self.logic.caseToNodes(rightCase, showSurface=False)
             self._compareCases = [left, right]
             distance = "" if pair.distance is None else f" (distance {pair.distance:.3g})"
             views.showCompare(left, right, f"synthetic {pair.synthetic_id}",
                               f"nearest training case {pair.real_id}{distance}")
+
+        self._startWork(VIEW, _("load closest pair"), work, done)
 
     def onShowAdherenceCase(self) -> None:
         """The selected synthetic case with its label (filled) and the reference segmenter's prediction (outlined)
@@ -632,15 +706,20 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = self._require(p.evaluationDirectory, _("an evaluation with the label adherence check"))
         if folder is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Showing the prediction failed."), waitCursor=True):
+        try:
             dataset = self.logic.datasetRoots(folder).get("synthetic") or (
                 p.syntheticDataset if isSet(p.syntheticDataset) else None)
             selected = self.ui.syntheticCaseComboBox.currentText
             if selected not in self.logic.adherenceCaseIds(folder):
                 selected = None  # a case of another set: show the evaluation's first case
+        except (OSError, ValueError) as err:
+            self._error(_("The evaluation cannot be read: {error}").format(error=err))
+            return
+
+        def done(outcome: JobOutcome) -> None:
             self.logic.removeCaseNodes(self._adherenceCase)
             self._adherenceCase = None
-            self._adherenceCase = self.logic.loadAdherenceCase(folder, selected, dataset=dataset)
+            self._adherenceCase = self.logic.adherenceCaseToNodes(outcome.result["value"])
             views.showAdherenceCase(self._adherenceCase)
             row = self.logic.adherenceRow(folder, self._adherenceCase.caseId) or {}
             if row:
@@ -649,11 +728,14 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     "{reason}").format(case=self._adherenceCase.caseId, dice=float(row.get("dice") or 0.0),
                                        reason=f"\n{row['reason']}" if row.get("reason") else ""))
 
+        self._startWork(VIEW, _("load adherence case"),
+                        lambda report: self.logic.readAdherenceCase(folder, selected, dataset=dataset), done)
+
     # -- Export ----------------------------------------------------------------------------------------------
     def _exportDir(self, kind: str) -> Path:
         base = Path(self._parameterNode.exportDirectory) if isSet(self._parameterNode.exportDirectory) \
             else self._workDir() / "exports"
-        return base / f"{kind}-{_stamp()}"
+        return base / f"{kind}-{stamp()}"
 
     def onExportDicom(self) -> None:
         """Export the synthetic set as DICOM (background), then into Slicer's DICOM database if asked."""
@@ -665,69 +747,89 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         def done(outcome: Any) -> None:
             if p.addToDicomDatabase:
-                self.logic.importIntoDicomDatabase(out)
+                try:
+                    files = self.logic.importIntoDicomDatabase(out)
+                except RuntimeError as err:
+                    self._error(_("DICOM studies written to {path}, but not added to the DICOM database: {error}")
+                                .format(path=out, error=err))
+                    return
+                slicer.util.infoDisplay(_("DICOM studies written to {path} and added to the DICOM database ({n} "
+                                          "files).").format(path=out, n=files))
+                return
             slicer.util.infoDisplay(_("DICOM studies written to {path}").format(path=out))
 
         self._startJob("export-dicom", {"input": source, "out": out, "patient_prefix": p.patientPrefix or None}, done)
 
     def onExportFiles(self) -> None:
-        """Write the synthetic set as NIfTI images with NIfTI or .seg.nrrd labels."""
+        """Write the synthetic set as NIfTI images with NIfTI or .seg.nrrd labels (worker thread)."""
         p = self._parameterNode
         source = self._require(p.syntheticDataset, _("a synthetic set"))
         if source is None:
             return
-        total = len(load_dataset(source))
-        dialog = slicer.util.createProgressDialog(parent=slicer.util.mainWindow(), value=0, maximum=total,
-                                                  labelText=_("Writing cases..."), windowTitle=_("Export"))
+        out = self._exportDir(f"files-{p.labelFormat.replace('.', '')}")
+        labelFormat = p.labelFormat
 
-        def progress(done: int, caseId: str) -> None:
-            dialog.setValue(done)
-            slicer.app.processEvents()
+        def work(report: Report) -> tuple[int, Path]:
+            total = len(load_dataset(source))
+            path = self.logic.exportFiles(source, out, labelFormat=labelFormat, progress=caseProgress(report, total))
+            return total, path
 
-        try:
-            with slicer.util.tryWithErrorDisplay(_("The export failed."), waitCursor=True):
-                out = self.logic.exportFiles(source, self._exportDir(f"files-{p.labelFormat.replace('.', '')}"),
-                                             labelFormat=p.labelFormat, progress=progress)
-                slicer.util.infoDisplay(_("{n} cases written to {path}").format(n=total, path=out))
-        finally:
-            dialog.close()
+        def done(outcome: JobOutcome) -> None:
+            total, path = outcome.result["value"]
+            slicer.util.infoDisplay(_("{n} cases written to {path}").format(n=total, path=path))
+
+        self._startWork(FILES, _("export files"), work, done)
 
     # -- Reader study ----------------------------------------------------------------------------------------
     def _updateReaderButtons(self) -> None:
-        running = self._readerStudy is not None and not self._readerStudy.done
+        running = self._readerStudy is not None and not self._readerStudy.done and not self.jobs.busy(VIEW)
         for widget in (self.ui.answerRealButton, self.ui.answerSyntheticButton, self.ui.readerConfidenceSlider):
             widget.setEnabled(running)
         self.ui.finishReaderStudyButton.setEnabled(self._readerStudy is not None)
         self.ui.startReaderStudyButton.setEnabled(not running)
 
     def onStartReaderStudy(self) -> None:
-        """Start a blinded, randomised real-vs-synthetic sequence."""
+        """Start a blinded, randomised real-vs-synthetic sequence (case lists and the first case are read in a
+        worker thread)."""
         p = self._parameterNode
         real = self._require(p.datasetPath, _("the real cases (Data)"))
         synthetic = real and self._require(p.syntheticDataset, _("a synthetic set"))
         if not synthetic:
             return
-        with slicer.util.tryWithErrorDisplay(_("The reader study could not start."), waitCursor=True):
-            realIds, syntheticIds = load_dataset(real).case_ids, load_dataset(synthetic).case_ids
-            perClass = min(p.readerCasesPerClass, len(realIds), len(syntheticIds))
-            self._readerStudy = ReaderStudy(realIds, syntheticIds, per_class=perClass, seed=p.readerSeed,
-                                            reader=p.readerName)
-            self._readerReference = load_dataset(synthetic)[0]  # real cases are shown on the synthetic grid
-            self.ui.readerStudyResultLabel.setText("")
-            self._showReaderTrial()
-        self._updateReaderButtons()
+        perClassWanted, seed, reader = p.readerCasesPerClass, p.readerSeed, p.readerName
 
-    def _showReaderTrial(self) -> None:
+        def work(report: Report) -> tuple[ReaderStudy, Any, Any]:
+            realIds, syntheticIds = load_dataset(real).case_ids, load_dataset(synthetic).case_ids
+            perClass = min(perClassWanted, len(realIds), len(syntheticIds))
+            study = ReaderStudy(realIds, syntheticIds, per_class=perClass, seed=seed, reader=reader)
+            reference = load_dataset(synthetic)[0]  # real cases are shown on the synthetic grid
+            return study, reference, self._readerTrialCase(study, reference, real, synthetic)
+
+        def done(outcome: JobOutcome) -> None:
+            study, self._readerReference, case = outcome.result["value"]
+            self._readerStudy = study
+            self.ui.readerStudyResultLabel.setText("")
+            self._showReaderTrial(case)
+
+        self._startWork(VIEW, _("start reader study"), work, done)
+
+    @staticmethod
+    def _readerTrialCase(study: ReaderStudy, reference: Any, real: Path, synthetic: Path) -> Any:
+        # files only: runs in the worker thread
+        trial = study.current
+        if trial is None:
+            return None
+        return readerStudyCase(synthetic if trial.source == SYNTHETIC else real, trial.case_id, like=reference)
+
+    def _showReaderTrial(self, case: Any) -> None:
         study = self._readerStudy
         self.logic.removeCaseNodes(self._readerCase)
         self._readerCase = None
         trial = study.current
-        if trial is None:
+        self._updateReaderButtons()
+        if trial is None or case is None:
             self.ui.readerStudyStatusLabel.setText(_("All cases answered: press 'Finish and save'."))
             return
-        p = self._parameterNode
-        dataset = p.syntheticDataset if trial.source == SYNTHETIC else p.datasetPath
-        case = self.logic.readerStudyCase(dataset, trial.case_id, like=self._readerReference)
         # blind: the node is named by the trial only, with no provenance attribute and no label
         self._readerCase = self.logic.caseToNodes(case, name=trial.blinded_id, withLabel=False, provenance=False,
                                                   showSurface=False)
@@ -737,24 +839,28 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._readerTrialStart = time.monotonic()
 
     def onReaderAnswer(self, answer: str) -> None:
-        """Record the answer to the shown case and show the next one."""
-        if self._readerStudy is None or self._readerStudy.done:
+        """Record the answer to the shown case and show the next one (read in a worker thread)."""
+        study = self._readerStudy
+        if study is None or study.done or self.jobs.busy(VIEW):
             return
-        self._readerStudy.record(answer, confidence=int(self.ui.readerConfidenceSlider.value),
-                                 seconds=time.monotonic() - self._readerTrialStart)
-        with slicer.util.tryWithErrorDisplay(_("Loading the next case failed."), waitCursor=True):
-            self._showReaderTrial()
+        study.record(answer, confidence=int(self.ui.readerConfidenceSlider.value),
+                     seconds=time.monotonic() - self._readerTrialStart)
+        p = self._parameterNode
+        real, synthetic, reference = Path(p.datasetPath), Path(p.syntheticDataset), self._readerReference
         self._updateReaderButtons()
+        self._startWork(VIEW, _("next reader-study case"),
+                        lambda report: self._readerTrialCase(study, reference, real, synthetic),
+                        lambda outcome: self._showReaderTrial(outcome.result["value"]))
 
     def onFinishReaderStudy(self) -> None:
         """Save the answers (CSV, truth revealed) and show accuracy with its Clopper-Pearson interval."""
         study = self._readerStudy
         if study is None or not study.responses:
-            slicer.util.errorDisplay(_("No answer recorded yet."))
+            self._error(_("No answer recorded yet."))
             return
         with slicer.util.tryWithErrorDisplay(_("Saving the reader study failed."), waitCursor=True):
             reader = "".join(c for c in (study.reader or "reader") if c.isalnum() or c in "-_") or "reader"
-            path = study.write_csv(self._workDir() / f"reader-study-{reader}-{_stamp()}.csv")
+            path = study.write_csv(self._workDir() / f"reader-study-{reader}-{stamp()}.csv")
             score = study.score()
             table = self.logic.tableFromRows(f"SyntheticImaging reader study {reader}", score.rows())
             self.logic.tableFromRows(f"SyntheticImaging reader study {reader} answers", study.rows())

@@ -1,10 +1,17 @@
-"""Checks of a synthetic set against real cases (see :mod:`.base`). Importing this package registers them."""
+"""Checks of a synthetic set against real cases (see :mod:`.base`), listed in ``registry.CHECKS``.
 
-from .base import PROFILES, CheckContext, CheckResult, Profile, available_checks, get_check, register_check
+Nothing heavy is imported until used: listing the checks imports no torch; asking for one imports its module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["CheckContext", "CheckResult", "Profile", "PROFILES", "available_checks", "get_check", "register_check"]
 
-from . import utility  # noqa: E402,F401  (registers the utility check)
-from .adherence import AdherenceCheck  # noqa: E402,F401  (registers the adherence check)
-from .fidelity import FidelityCheck  # noqa: E402,F401  (registers the fidelity check)
-from .privacy import PrivacyCheck  # noqa: E402,F401  (registers the privacy check)
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module(".base", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..cases import Case
-from ..errors import InputError
 from ..progress import Reporter
+from ..registry import CHECKS
 
 __all__ = ["Profile", "PROFILES", "CheckContext", "CheckResult", "Check", "register_check", "get_check",
            "available_checks"]
@@ -109,25 +109,17 @@ class Check(abc.ABC):
         """Run on cases already on the profile's grid (see ``checks.prepare``)."""
 
 
-_REGISTRY: dict[str, type[Check]] = {}
-
-
 def register_check(cls: type[Check]) -> type[Check]:
     """Class decorator adding a check to the registry."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    return CHECKS.register(cls)
 
 
 def available_checks() -> list[str]:
-    """Registered check names."""
-    from .. import checks  # noqa: F401  (registers the built-in checks)
-
-    return sorted(_REGISTRY)
+    """Check names (importing none of them)."""
+    return CHECKS.names()
 
 
 def get_check(name: str) -> Check:
     """A new instance of the check called ``name``."""
-    available = available_checks()
-    if name not in _REGISTRY:
-        raise InputError(f"unknown check {name!r}", fix=f"use one or more of {available}")
-    return _REGISTRY[name]()
+    check: Check = CHECKS.get(name)()
+    return check

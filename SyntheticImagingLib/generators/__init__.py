@@ -1,10 +1,27 @@
-"""Generator families behind one interface (see :mod:`.base`). Importing this package registers them."""
+"""Generator families behind one interface (see :mod:`.base`), listed in ``registry.GENERATORS``.
 
-from .base import Generator, available_generators, create_generator, load_generator, register_generator
+Nothing is imported until used: listing the families (``available_generators()``) imports no torch; asking for a
+family imports its module, which registers it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["Generator", "available_generators", "create_generator", "load_generator", "register_generator"]
 
-# built-in families register themselves on import
-from . import label_to_image, lesion_insertion  # noqa: E402, F401
-from .diffusion import DiffusionGenerator  # noqa: E402, F401  (trainable: joint image + mask diffusion)
-from .gan3d import GAN3DGenerator  # noqa: E402, F401  (trainable: label-conditioned 3D GAN)
+_FROM_BASE = {"Generator", "create_generator", "load_generator", "register_generator"}
+
+
+def available_generators() -> list[str]:
+    """Family names (importing none of them)."""
+    from ..registry import GENERATORS
+
+    return GENERATORS.names()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_BASE:
+        return getattr(importlib.import_module(".base", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

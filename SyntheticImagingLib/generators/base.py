@@ -25,6 +25,7 @@ from ..errors import CheckpointError, InputError
 from ..io.atomic import write_json
 from ..lesions.controls import LesionControls
 from ..progress import ProgressCallback, Reporter
+from ..registry import GENERATORS
 from ..tasks import TaskPreset, get_task
 from .inference import InferenceNetwork, InferenceSettings, resolve_precision
 
@@ -38,7 +39,6 @@ __all__ = ["Generator", "register_generator", "create_generator", "load_generato
 #: The model card's file name inside a generator folder.
 MODEL_CARD = "model_card.json"
 
-_REGISTRY: dict[str, type[Generator]] = {}
 
 
 def library_version() -> str:
@@ -143,27 +143,17 @@ class Generator(abc.ABC):
 
 def register_generator(cls: type[Generator]) -> type[Generator]:
     """Class decorator adding a family to the registry."""
-    _REGISTRY[cls.family] = cls
-    return cls
-
-
-def _ensure_builtin() -> None:
-    # importing the package registers the built-in families
-    from .. import generators  # noqa: F401
+    return GENERATORS.register(cls)
 
 
 def available_generators() -> list[str]:
-    """Registered family names."""
-    _ensure_builtin()
-    return sorted(_REGISTRY)
+    """Family names (importing none of them)."""
+    return GENERATORS.names()
 
 
 def create_generator(family: str, *, task: str | TaskPreset = "brain-tumor-mri", **config: Any) -> Generator:
     """A new, unfitted generator of ``family``."""
-    _ensure_builtin()
-    if family not in _REGISTRY:
-        raise InputError(f"unknown generator family {family!r}", fix=f"use one of {sorted(_REGISTRY)}")
-    return _REGISTRY[family](task=task, **config)
+    return GENERATORS.get(family)(task=task, **config)
 
 
 def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:
@@ -184,14 +174,13 @@ def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:
 def load_generator(directory: str | os.PathLike[str], *,
                    on_card: Callable[[dict[str, Any]], None] | None = None) -> Generator:
     """Load a saved generator, checking its card against the registry (family and version)."""
-    _ensure_builtin()
     directory = Path(directory)
     card = read_card(directory)
     family = card["family"]
-    if family not in _REGISTRY:
+    if family not in GENERATORS:
         raise CheckpointError(f"generator family {family!r} is not known to this version",
-                              where=str(directory), fix=f"known families: {sorted(_REGISTRY)}")
-    cls = _REGISTRY[family]
+                              where=str(directory), fix=f"known families: {GENERATORS.names()}")
+    cls = GENERATORS.get(family)
     if str(card.get("family_version")) != str(cls.version):
         raise CheckpointError(
             f"checkpoint is {family} version {card.get('family_version')}, this library reads version {cls.version}",

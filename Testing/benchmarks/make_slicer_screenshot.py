@@ -178,7 +178,8 @@ def render_adherence(evaluation: str | Path, case_id: str | None = None, *, size
     largest cross-section."""
     import slicer
     import vtk
-    from SyntheticImagingModule.logic import PREDICTION_COLOR, SyntheticImagingLogic
+    from SyntheticImagingModule.logic import SyntheticImagingLogic
+    from SyntheticImagingModule.result_nodes import PREDICTION_COLOR
     from trame_slicer.views import ViewLayoutDefinition
     from vtk.util.numpy_support import vtk_to_numpy
 

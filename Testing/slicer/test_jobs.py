@@ -224,3 +224,50 @@ def test_wait_timeout_cancels(tmp_path):
     start = time.monotonic()
     outcome = BackgroundJob(args).start().wait(timeout=0.5)
     assert outcome.status == "cancelled" and time.monotonic() - start < 20
+
+
+# -- in-process thread jobs (short file work the panel must not run on the GUI thread) ----------------------------
+
+
+def test_thread_job_reports_progress_on_the_polling_thread_and_returns_its_value():
+    import threading
+
+    from SyntheticImagingModule.thread_jobs import ThreadJob
+
+    seen = []
+
+    def work(report):
+        for i in range(3):
+            report(i + 1, 3, f"item {i}")
+        return {"answer": 42}
+
+    job = ThreadJob(work, name="count", on_event=lambda e: seen.append((e.step, threading.current_thread().name)))
+    outcome = job.wait(10)
+    assert outcome.status == "succeeded" and outcome.result["value"] == {"answer": 42}
+    assert [s for s, _ in seen] == [1, 2, 3]
+    assert {name for _, name in seen} == {threading.current_thread().name}  # never the worker thread
+    assert not job.running and job.elapsed_s > 0
+
+
+def test_thread_job_failure_and_cancel():
+    from SyntheticImagingModule.thread_jobs import JobCancelled, ThreadJob
+
+    def fail(report):
+        raise ValueError("case_3: label grid differs from FLAIR")
+
+    errors = []
+    outcome = ThreadJob(fail, on_event=lambda e: errors.append(e.message) if e.kind == "error" else None).wait(10)
+    assert outcome.status == "failed" and "label grid differs" in outcome.message
+    assert errors == ["case_3: label grid differs from FLAIR"]
+
+    def endless(report):
+        step = 0
+        while report(step, None, ""):
+            step += 1
+            time.sleep(0.005)
+        raise JobCancelled()
+
+    job = ThreadJob(endless, name="endless").start()
+    time.sleep(0.05)
+    job.cancel()
+    assert job.wait(10).status == "cancelled"

@@ -186,12 +186,12 @@ def test_scene_cases_written_as_dataset(scene, tmp_path):
 
 UTILITY_TABLES = {
     "regimes": [
-        {"regime": "TRTR", "kind": "real", "n_real": 4, "seeds": 3, "dice": 0.58, "dice_lo": 0.50, "dice_hi": 0.65,
-         "dice_sd": 0.04, "hd95_mm": 9.5},
-        {"regime": "TSTR", "kind": "synthetic", "n_real": 0, "seeds": 3, "dice": 0.41, "dice_lo": 0.33,
-         "dice_hi": 0.49, "dice_sd": 0.05, "hd95_mm": 14.0},
-        {"regime": "real+synthetic", "kind": "mixed", "n_real": 4, "seeds": 3, "dice": 0.63, "dice_lo": 0.57,
-         "dice_hi": 0.69, "dice_sd": 0.03, "hd95_mm": 8.1},
+        {"regime": "TRTR", "kind": "real", "n_real": 4, "n_synthetic": 0, "seeds": 3, "dice": 0.58,
+         "dice_lo": 0.50, "dice_hi": 0.65, "dice_sd": 0.04, "hd95_mm": 9.5},
+        {"regime": "TSTR", "kind": "synthetic", "n_real": 0, "n_synthetic": 3, "seeds": 3, "dice": 0.41,
+         "dice_lo": 0.33, "dice_hi": 0.49, "dice_sd": 0.05, "hd95_mm": 14.0},
+        {"regime": "real+synthetic", "kind": "mixed", "n_real": 4, "n_synthetic": 4, "seeds": 3, "dice": 0.63,
+         "dice_lo": 0.57, "dice_hi": 0.69, "dice_sd": 0.03, "hd95_mm": 8.1},
     ],
     "runs": [{"regime": "TRTR", "seed": s, "dice": 0.55 + 0.02 * s} for s in range(3)],  # no CI: no chart
 }
@@ -241,8 +241,9 @@ def test_results_become_table_and_plot_nodes(scene, tmp_path):
     perCase = logic.tableRows(tables["privacy per_synthetic_case"])
     assert perCase[1]["encoder_nearest_training_id"] == "case_7" and perCase[0]["mask_nearest_training_id"] == ""
 
-    charts = logic.resultsToPlots(tables)
-    assert set(charts) == {"utility regimes Dice", "privacy encoder_dcr histogram", "privacy intensity_dcr histogram"}
+    charts = logic.resultsToPlots(tmp_path)  # from the typed report: tables by name, columns by the checks' names
+    assert set(charts) == {"utility regimes Dice", "privacy encoder distance histogram",
+                           "privacy intensity distance histogram"}
     diceChart = charts["utility regimes Dice"]
     series = [slicer.mrmlScene.GetNodeByID(diceChart.GetNthPlotSeriesNodeID(i))
               for i in range(diceChart.GetNumberOfPlotSeriesNodes())]
@@ -250,13 +251,13 @@ def test_results_become_table_and_plot_nodes(scene, tmp_path):
     assert series[0].GetPlotType() == slicer.vtkMRMLPlotSeriesNode.PlotTypeBar
     assert series[1].GetPlotType() == slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter
     assert all(s.GetTableNode() is not None and s.GetLabelColumnName() == "label" for s in series)
-    histogram = charts["privacy encoder_dcr histogram"]
+    histogram = charts["privacy encoder distance histogram"]
     histogramSeries = {slicer.mrmlScene.GetNodeByID(histogram.GetNthPlotSeriesNodeID(i)).GetYColumnName()
                        for i in range(histogram.GetNumberOfPlotSeriesNodes())}
-    assert histogramSeries == {"per_synthetic_case", "holdout_baseline"}  # synthetic beside the holdout baseline
+    assert histogramSeries == {"synthetic", "holdout"}  # synthetic cases beside the holdout baseline
     data = slicer.mrmlScene.GetNodeByID(histogram.GetNthPlotSeriesNodeID(0)).GetTableNode()
-    assert slicer.util.arrayFromTableColumn(data, "per_synthetic_case").sum() == 3
-    assert slicer.util.arrayFromTableColumn(data, "holdout_baseline").sum() == 2
+    assert slicer.util.arrayFromTableColumn(data, "synthetic").sum() == 3
+    assert slicer.util.arrayFromTableColumn(data, "holdout").sum() == 2
 
     pair = logic.nearestPair(tmp_path)  # from the per-case table (all synthetic cases), encoder space
     assert (pair.synthetic_id, pair.real_id, pair.distance) == ("synthetic_0002", "case_7", 2.1)
@@ -354,7 +355,7 @@ def _adherenceEvaluation(tmp_path: Path) -> tuple[Path, Case, np.ndarray]:
 
 
 def test_adherence_case_shows_label_and_prediction(scene, tmp_path):
-    from SyntheticImagingModule.logic import PREDICTION_COLOR, PREDICTION_SEGMENT_NAME
+    from SyntheticImagingModule.result_nodes import PREDICTION_COLOR, PREDICTION_SEGMENT_NAME
 
     evaluation, case, mask = _adherenceEvaluation(tmp_path)
     logic = SyntheticImagingLogic()

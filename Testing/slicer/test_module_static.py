@@ -31,7 +31,7 @@ SOURCES = sorted(p for p in MODULE.rglob("*.py") if "Testing" not in p.parts)
 needs_api = pytest.mark.skipif(not API.exists(), reason="shared/slicer-api is not available")
 #: qSlicerCoreApplication / QApplication members the module calls on slicer.app; the API file lists
 #: qSlicerApplication's own members only.
-CORE_APPLICATION = {"processEvents", "applicationLogic", "extensionsManagerModel"}
+CORE_APPLICATION = {"processEvents", "applicationLogic", "extensionsManagerModel", "connect"}
 
 
 def _code() -> str:
@@ -80,7 +80,7 @@ def test_application_layout_and_dicom_calls_exist(api):
 
 
 #: CamelCase calls that are not VTK/MRML methods (the PyTorch Utils logic class).
-_NOT_VTK = {"PyTorchUtilsLogic"}
+_NOT_VTK = {"PyTorchUtilsLogic", "TemporaryDirectory"}
 
 
 def test_vtk_and_mrml_methods_called_exist():
@@ -94,10 +94,13 @@ def test_vtk_and_mrml_methods_called_exist():
     for name in dir(slicer):
         if name.startswith("vtk"):
             known |= set(dir(getattr(slicer, name)))
-    for cls in (vtk.vtkTable, vtk.vtkDoubleArray, vtk.vtkStringArray, vtk.vtkMatrix4x4, vtk.vtkCornerAnnotation):
+    for cls in (vtk.vtkTable, vtk.vtkDoubleArray, vtk.vtkStringArray, vtk.vtkMatrix4x4, vtk.vtkCornerAnnotation,
+                vtk.vtkTextActor, vtk.vtkTextProperty, vtk.vtkCoordinate, vtk.vtkRenderer, vtk.vtkRendererCollection,
+                vtk.vtkRenderWindow):
         known |= set(dir(cls))
     files = [MODULE / "SyntheticImaging.py"] + [MODULE / "SyntheticImagingModule" / f for f in
-                                                ("logic.py", "views.py", "widget.py", "install.py")]
+                                                ("logic.py", "nodes.py", "result_nodes.py", "jobs_logic.py", "views.py",
+                                                 "widget.py", "install.py")]
     called = set()
     for path in files:
         called |= set(re.findall(r"\.([A-Z][A-Za-z0-9]+)\(", path.read_text(encoding="utf-8")))
@@ -254,7 +257,8 @@ def test_cmake_lists_every_script_and_resource():
     assert "slicerMacroBuildScriptedModule" in text
     top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for needed in ("find_package(Slicer REQUIRED)", "add_subdirectory(SyntheticImaging)", 'EXTENSION_DEPENDS "PyTorch"',
-                   "SyntheticImagingLib/*.py", "Resources/requirements.txt", "Slicer_EXTENSION_GENERATE_CONFIG"):
+                   "SyntheticImagingLib/*.py", "Resources/requirements.txt", "Slicer_EXTENSION_GENERATE_CONFIG",
+                   "Resources/SampleData/*.nii.gz", "${SyntheticImaging_SAMPLE_DATA}"):
         assert needed in top, needed
 
 

@@ -69,7 +69,8 @@ def _hue_masks(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_module_scene_holds_label_and_prediction(screenshot, evaluation):
     import slicer
     from SyntheticImagingModule import results as resultsLib
-    from SyntheticImagingModule.logic import PREDICTION_COLOR, PREDICTION_SEGMENT_NAME, SyntheticImagingLogic
+    from SyntheticImagingModule.logic import SyntheticImagingLogic
+    from SyntheticImagingModule.result_nodes import PREDICTION_COLOR, PREDICTION_SEGMENT_NAME
 
     report = resultsLib.load_report(evaluation)
     predictions = resultsLib.adherence_predictions(report)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from SyntheticImagingLib.cases import Case, Geometry
-from SyntheticImagingLib.checks import base
 from SyntheticImagingLib.checks.base import Check, CheckContext, CheckResult, Profile
 from SyntheticImagingLib.checks.prepare import LESION_LABELS, prepare_cases
 from SyntheticImagingLib.checks.segmenter import (
@@ -167,8 +166,10 @@ def test_evaluate_writes_report_and_guards_inputs(tiny_sets, tmp_path, monkeypat
             return CheckResult(name="generic", summary={"score": float("nan"), "nested": {"x": np.float32(1.5)}},
                                tables={"rows": [{"a": 1}, {"a": 2, "b": "<x>"}]}, figures={"plot": outside})
 
-    monkeypatch.setitem(base._REGISTRY, "broken", Broken)
-    monkeypatch.setitem(base._REGISTRY, "generic", Generic)
+    from SyntheticImagingLib.registry import CHECKS
+
+    monkeypatch.setitem(CHECKS._classes, "broken", Broken)
+    monkeypatch.setitem(CHECKS._classes, "generic", Generic)
     monkeypatch.setattr(ev, "PLANNED_CHECKS", ev.PLANNED_CHECKS | {"future"})
     events = []
     cheap = Profile(**{**TINY.__dict__, "seeds": 1, "segmenter_steps": 2})
