@@ -26,7 +26,8 @@ def read_seg_nrrd(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry, L
     """Read a ``.seg.nrrd`` (single- or multi-layer) as one label map.
 
     Overlapping segments in different layers cannot be one label map: the later segment wins, as in
-    Slicer's "export to labelmap".
+    Slicer's "export to labelmap". Each segment keeps its label value (a map with values {1, 2, 4} reads back as
+    {1, 2, 4}); only when two segments of different layers share a value are they numbered 1..n instead.
     """
     path = Path(path)
     if not path.exists():
@@ -45,15 +46,20 @@ def read_seg_nrrd(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry, L
     geometry = Geometry(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     label = np.zeros(layers.shape[:3], dtype=np.int16)
     names: dict[int, str] = {}
+    segments = []
     i = 0
     while f"Segment{i}_ID" in keys:
         value = int(image.GetMetaData(f"Segment{i}_LabelValue")) if f"Segment{i}_LabelValue" in keys else 1
         layer = int(image.GetMetaData(f"Segment{i}_Layer")) if f"Segment{i}_Layer" in keys else 0
         name = image.GetMetaData(f"Segment{i}_Name") if f"Segment{i}_Name" in keys else f"segment {i + 1}"
-        out_value = i + 1
+        segments.append((value, layer, name))
+        i += 1
+    values = [v for v, _, _ in segments]
+    keep = len(set(values)) == len(values) and all(0 < v < 2**15 for v in values)
+    for j, (value, layer, name) in enumerate(segments):
+        out_value = value if keep else j + 1
         label[layers[..., layer] == value] = out_value
         names[out_value] = name
-        i += 1
     if i == 0:  # a plain label map saved with a .seg.nrrd name
         label = layers[..., 0].astype(np.int16)
         names = {int(v): f"label {int(v)}" for v in np.unique(label) if v != 0}

@@ -71,3 +71,21 @@ def test_merge_label_maps_shares_names():
     out, table = merge_label_maps(a, LabelTable({1: "tumor"}), b, LabelTable({1: "tumor", 2: "edema"}))
     assert out.tolist() == [[[1, 1, 2, 0]]]
     assert table.names == {1: "tumor", 2: "edema"}
+
+
+def test_seg_nrrd_round_trip_keeps_label_values(tmp_path):
+    """A .seg.nrrd the library writes with values {1, 2, 4} reads back as {1, 2, 4} with the same names."""
+    import numpy as np
+
+    from SyntheticImagingLib.cases import Geometry, LabelTable
+    from SyntheticImagingLib.io.seg_nrrd import read_seg_nrrd, write_seg_nrrd
+
+    label = np.zeros((6, 7, 8), np.int16)
+    label[1:3, 1:3, 1:3], label[3:5, 2:4, 2:5], label[1:2, 5:7, 6:8] = 1, 2, 4
+    table = LabelTable({1: "necrosis", 2: "edema", 4: "enhancing tumor"})
+    geometry = Geometry((1.0, 1.5, 2.0), (3.0, -4.0, 5.0))
+    path = write_seg_nrrd(tmp_path / "label.seg.nrrd", label, geometry, table)
+    back, back_geometry, back_table = read_seg_nrrd(path)
+    np.testing.assert_array_equal(back, label)
+    assert back_table.names == table.names
+    assert back_geometry.differences(geometry) == []
