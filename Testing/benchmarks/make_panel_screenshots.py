@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "SyntheticImaging"), str(ROOT / "Testing" / "slicer"), str(Path(__file__).parent)]
 
-from make_slicer_screenshot import TEST_IDS, TRAIN_IDS, slicer_scene  # noqa: E402
+from make_slicer_screenshot import TEST_IDS, TRAIN_IDS, grab_rgb, slice_view, slicer_scene  # noqa: E402
 
 
 def make_outputs(work: Path, *, seed: int = 0) -> dict[str, Path]:
@@ -62,34 +62,13 @@ def make_outputs(work: Path, *, seed: int = 0) -> dict[str, Path]:
             "real": real.root if hasattr(real, "root") else ROOT / "Resources" / "SampleData" / "brats2018_2mm"}
 
 
-def _grab(window: Any) -> np.ndarray:
-    import vtk
-    from vtk.util.numpy_support import vtk_to_numpy
-
-    grab = vtk.vtkWindowToImageFilter()
-    grab.SetInput(window)
-    grab.SetInputBufferTypeToRGB()
-    grab.ReadFrontBufferOff()
-    grab.Update()
-    image = grab.GetOutput()
-    width, height, _ = image.GetDimensions()
-    return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, 3)[::-1].copy()
-
-
 def render_slice(app: Any, reference: Any, orientation: str, center_ras: Any, size: int = 384) -> np.ndarray:
     """Slicer's slice view of ``orientation`` with ``reference`` as background, through ``center_ras``."""
-    from trame_slicer.views import ViewLayoutDefinition
-
-    definition = {"Axial": ViewLayoutDefinition.axial_view, "Coronal": ViewLayoutDefinition.coronal_view,
-                  "Sagittal": ViewLayoutDefinition.sagittal_view}[orientation]()
-    view = app.view_manager.create_view(definition)
-    view.render_window().SetSize(size, size)
-    view.set_background_volume_id(reference.GetID())
-    view.fit_view_to_content()
+    view = slice_view(app, reference, orientation, size)
     if center_ras is not None:
         view.set_slice_value(float(center_ras[{"Axial": 2, "Coronal": 1, "Sagittal": 0}[orientation]]))
     view.render()
-    return _grab(view.render_window())
+    return grab_rgb(view.render_window())[::-1]
 
 
 def render_3d(app: Any, size: int = 384) -> np.ndarray:
@@ -100,13 +79,16 @@ def render_3d(app: Any, size: int = 384) -> np.ndarray:
     view.render_window().SetSize(size, size)
     view.reset_camera()
     view.render()
-    return _grab(view.render_window())
+    return grab_rgb(view.render_window())[::-1]
 
 
-def _center(nodes: Any) -> Any:
-    from SyntheticImagingModule.views import _lesionCenter
-
-    return _lesionCenter(nodes.segmentation) if nodes.segmentation is not None else None
+def _center(case: Any) -> Any:
+    """RAS of the label's slice with the largest cross-section along each axis (where the panel jumps to)."""
+    if case.label is None or not (case.label > 0).any():
+        return None
+    kji = np.argwhere(case.label > 0)
+    ijk = np.array([np.bincount(kji[:, 2 - a]).argmax() for a in range(3)], dtype=float)
+    return (case.geometry.ijk_to_ras() @ np.r_[ijk, 1.0])[:3]
 
 
 def _figure(panels: list[tuple[str, np.ndarray]], title: str, path: Path) -> Path:
@@ -149,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         size = args.size
 
         with slicer_scene() as app:  # Data: a sample case as scene nodes
-            nodes = logic.caseToNodes(sample_dataset()[0])
-            c = _center(nodes)
+            case = sample_dataset()[0]
+            nodes = logic.caseToNodes(case)
+            c = _center(case)
             written.append(_figure([("Axial", render_slice(app, nodes.referenceVolume, "Axial", c, size)),
                                     ("Coronal", render_slice(app, nodes.referenceVolume, "Coronal", c, size)),
                                     ("3D", render_3d(app, size))],
@@ -158,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.out / "panel_data.png"))
         with slicer_scene() as app:  # Synthesize: the first synthetic case over its label
             nodes = logic.caseToNodes(synthetic[0])
-            c = _center(nodes)
+            c = _center(synthetic[0])
             written.append(_figure([("Axial", render_slice(app, nodes.referenceVolume, "Axial", c, size)),
                                     ("Coronal", render_slice(app, nodes.referenceVolume, "Coronal", c, size)),
                                     ("3D", render_3d(app, size))],
@@ -166,18 +149,21 @@ def main(argv: list[str] | None = None) -> int:
                                    args.out / "panel_synthesize.png"))
         pair = logic.nearestPair(out["evaluation"])
         with slicer_scene() as app:  # Checks: the closest pair
-            left = logic.caseToNodes(logic.readDatasetCase(out["synthetic"], pair.synthetic_id), showSurface=False)
-            leftImage = render_slice(app, left.referenceVolume, "Axial", _center(left), size)
+            leftCase = logic.readDatasetCase(out["synthetic"], pair.synthetic_id)
+            left = logic.caseToNodes(leftCase, showSurface=False)
+            leftImage = render_slice(app, left.referenceVolume, "Axial", _center(leftCase), size)
         with slicer_scene() as app:
-            right = logic.caseToNodes(sample_dataset().subset([pair.real_id])[0], showSurface=False)
-            rightImage = render_slice(app, right.referenceVolume, "Axial", _center(right), size)
+            rightCase = sample_dataset().subset([pair.real_id])[0]
+            right = logic.caseToNodes(rightCase, showSurface=False)
+            rightImage = render_slice(app, right.referenceVolume, "Axial", _center(rightCase), size)
         written.append(_figure([(f"synthetic {pair.synthetic_id}", leftImage),
                                 (f"nearest training case {pair.real_id} (distance {pair.distance:.3g})",
                                  rightImage)], "Checks (privacy): the closest synthetic / training pair",
                                args.out / "panel_checks_closest_pair.png"))
         with slicer_scene() as app:  # Checks: the adherence overlay
-            nodes = logic.loadAdherenceCase(out["evaluation"])
-            c = _center(nodes)
+            adherence = logic.readAdherenceCase(out["evaluation"])
+            nodes = logic.adherenceCaseToNodes(adherence)
+            c = _center(adherence.case)
             row = logic.adherenceRow(out["evaluation"], nodes.caseId) or {}
             written.append(_figure([("Axial", render_slice(app, nodes.referenceVolume, "Axial", c, size)),
                                     ("Coronal", render_slice(app, nodes.referenceVolume, "Coronal", c, size))],
@@ -193,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             segFile = next(f for s in series for f in s.glob("*.dcm") if f not in set(image.glob("*.dcm"))
                            and "SEG" in _modality(f))
             label, table = read_dicom_seg(segFile, image)
-            nodes = logic.caseToNodes(case.replace(label=label, label_table=table))
-            c = _center(nodes)
+            case = case.replace(label=label, label_table=table)
+            nodes = logic.caseToNodes(case)
+            c = _center(case)
             written.append(_figure([("Axial", render_slice(app, nodes.referenceVolume, "Axial", c, size)),
-                                    ("Sagittal", render_slice(app, nodes.referenceVolume, "Sagittal", c, size))],
+                                    ("Coronal", render_slice(app, nodes.referenceVolume, "Coronal", c, size))],
                                    f"Export: DICOM study {study.name} read back (image series + SEG)",
                                    args.out / "panel_export_dicom.png"))
         with slicer_scene() as app:  # Reader study: a blinded real case on the synthetic grid

@@ -37,7 +37,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "SyntheticImaging"), str(ROOT / "Testing" / "slicer")]
 
-__all__ = ["make_evaluation", "slicer_scene", "render_adherence", "AdherenceRender", "ViewRender", "main"]
+__all__ = ["make_evaluation", "slicer_scene", "slice_view", "grab_rgb", "render_adherence", "AdherenceRender",
+           "ViewRender", "main"]
 
 #: Training / held-out sample cases of the small evaluation (split by case).
 TRAIN_IDS = ("case_0", "case_1", "case_2", "case_3", "case_4", "case_5")
@@ -171,17 +172,43 @@ def _slice_points(points: np.ndarray, xy_to_ras: np.ndarray, slice_to_ras: np.nd
     return xyz[:, :2]
 
 
+def slice_view(app: Any, reference: Any, orientation: str, size: int) -> Any:
+    """A trame-slicer slice view of ``orientation`` (Axial, Coronal, Sagittal), ``size`` pixels square, showing
+    ``reference`` as its background, fitted to it."""
+    from trame_slicer.views import ViewLayoutDefinition
+
+    definition = {"Axial": ViewLayoutDefinition.axial_view, "Coronal": ViewLayoutDefinition.coronal_view,
+                  "Sagittal": ViewLayoutDefinition.sagittal_view}[orientation]()
+    view = app.view_manager.create_view(definition)
+    view.render_window().SetSize(size, size)
+    view.set_background_volume_id(reference.GetID())
+    view.fit_view_to_content()
+    return view
+
+
+def grab_rgb(window: Any) -> np.ndarray:
+    """The pixels of a rendered VTK window (height x width x 3, uint8, row 0 at the BOTTOM as VTK gives it)."""
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.SetInputBufferTypeToRGB()
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    image = grab.GetOutput()
+    width, height, _ = image.GetDimensions()
+    return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, 3).copy()
+
+
 def render_adherence(evaluation: str | Path, case_id: str | None = None, *, size: int = 512,
                      orientations: tuple[str, ...] = ("Axial", "Coronal")) -> AdherenceRender:
     """Build the module's scene for one synthetic case of ``evaluation`` (label + reference segmenter prediction,
     :meth:`SyntheticImagingLogic.loadAdherenceCase`) and render Slicer's slice views offscreen through the label's
     largest cross-section."""
     import slicer
-    import vtk
     from SyntheticImagingModule.logic import SyntheticImagingLogic
     from SyntheticImagingModule.result_nodes import PREDICTION_COLOR
-    from trame_slicer.views import ViewLayoutDefinition
-    from vtk.util.numpy_support import vtk_to_numpy
 
     with slicer_scene() as app:
         logic = SyntheticImagingLogic()
@@ -191,12 +218,7 @@ def render_adherence(evaluation: str | Path, case_id: str | None = None, *, size
         segment = nodes.segmentation.GetSegmentation().GetNthSegment(0)
         out: dict[str, ViewRender] = {}
         for orientation in orientations:
-            definition = {"Axial": ViewLayoutDefinition.axial_view, "Coronal": ViewLayoutDefinition.coronal_view,
-                          "Sagittal": ViewLayoutDefinition.sagittal_view}[orientation]()
-            view = app.view_manager.create_view(definition)
-            view.render_window().SetSize(size, size)
-            view.set_background_volume_id(reference.GetID())
-            view.fit_view_to_content()
+            view = slice_view(app, reference, orientation, size)
             slice_node = app.scene.GetNodeByID(view.get_view_node_id())
             axis = {"Axial": 2, "Coronal": 1, "Sagittal": 0}[orientation]
             # the slice with the largest label cross-section (label voxel centres share it exactly)
@@ -204,14 +226,7 @@ def render_adherence(evaluation: str | Path, case_id: str | None = None, *, size
             offset = float(values[np.argmax(counts)])
             view.set_slice_value(offset)
             view.render()
-            grab = vtk.vtkWindowToImageFilter()
-            grab.SetInput(view.render_window())
-            grab.SetInputBufferTypeToRGB()
-            grab.ReadFrontBufferOff()
-            grab.Update()
-            image = grab.GetOutput()
-            width, height, _ = image.GetDimensions()
-            rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, 3).copy()
+            rgb = grab_rgb(view.render_window())
             xy_to_ras = slicer.util.arrayFromVTKMatrix(slice_node.GetXYToRAS())
             slice_to_ras = slicer.util.arrayFromVTKMatrix(slice_node.GetSliceToRAS())
             # the prediction lies on the coarser check grid: its voxels within half ITS voxel of the plane
