@@ -14,7 +14,11 @@ from typing import Any, Protocol
 
 from .jobs import JobEvent, JobOutcome
 
-__all__ = ["Job", "JobRunner", "RunningJob"]
+__all__ = ["Job", "JobRunner", "RunningJob", "PROCESS", "FILES", "VIEW"]
+
+#: Lanes: CLI processes (one at a time: they share the CPU/GPU); file work the user waits for; loading cases to
+#: show (may run beside a training).
+PROCESS, FILES, VIEW = "process", "files", "view"
 
 
 class Job(Protocol):
