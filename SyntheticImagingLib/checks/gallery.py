@@ -75,7 +75,9 @@ def lesion_centre(case: Case) -> tuple[int, int, int]:
     return tuple(s // 2 for s in case.shape)  # type: ignore[return-value]
 
 
-def _window(image: np.ndarray) -> tuple[float, float]:
+def _window(image: np.ndarray, modality: Any = None) -> tuple[float, float]:
+    if getattr(modality, "value", modality) == "CT":
+        return 0.0, 80.0  # the brain window: blood and brain apart, bone white
     inside = image[image != image.min()] if np.any(image != image.min()) else image.ravel()
     lo, hi = np.percentile(inside, [1, 99.5]) if inside.size else (0.0, 1.0)
     return float(lo), float(hi if hi > lo else lo + 1)
@@ -132,7 +134,7 @@ def case_thumbnail(case: Case, *, prediction: np.ndarray | None = None, title: s
     """
     image = next(iter(case.channels.values()))
     centre = lesion_centre(case)
-    window = _window(image)
+    window = _window(image, case.modality)
     label = case.label > 0 if case.label is not None else None
     fig = _figure(4.5, 1.6)
     for i, (plane, aspect) in enumerate(zip(_planes(image, centre), _aspects(case.geometry.spacing_zyx))):
@@ -156,7 +158,7 @@ def pair_thumbnail(left: Case, right: Case, *, title: str, caption: str) -> Thum
     for j, case in enumerate((left, right)):
         image = next(iter(case.channels.values()))
         centre = lesion_centre(case)
-        window = _window(image)
+        window = _window(image, case.modality)
         label = case.label > 0 if case.label is not None else None
         aspects = _aspects(case.geometry.spacing_zyx)
         for i in range(2):

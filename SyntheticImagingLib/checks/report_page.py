@@ -41,8 +41,8 @@ CHIPS: dict[str, list[tuple[str, str, str | None, int | None]]] = {
     "adherence": [("failing cases", "n_below_threshold", None, 0),
                   ("Dice synthetic", "dice_synthetic_mean", None, 2), ("Dice real", "dice_real_mean", None, 2)],
     "privacy": [("privacy verdict", "verdict", None, None),
-                ("closest pair distance", "closest_distance", None, 2),
-                ("holdout median", "holdout_distance_median", None, 2)],
+                ("closest pair distance", "closest_distance", None, None),
+                ("holdout median", "holdout_distance_median", None, None)],
     "fidelity": [("FD / real baseline", "fd_over_baseline", None, 1), ("KID", "kid", "kid_ci95", None),
                  ("precision", "precision", None, 2)],
 }

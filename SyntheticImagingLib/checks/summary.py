@@ -184,7 +184,7 @@ def _utility(report: EvaluationReport) -> Verdict:
         parts.append(f"The synthetic set is worth about {fmt(eq['value'], 0)} real cases{ci}.")
     elif eq.get("outcome"):
         bound = "up to" if finite(eq_ci.get("hi")) is not None and finite(eq_ci.get("lo")) is None else None
-        ci = f" (95 % CI {bound} {fmt(eq_ci['hi'], 0)})" if bound else ""
+        ci = f", 95 % CI {bound} {fmt(eq_ci['hi'], 0)}" if bound else ""
         parts.append(f"Real-equivalent: {eq.get('text', eq.get('outcome'))}{ci}.")
     rs_worse = finite(rs_vs.get("hi")) is not None and rs_vs["hi"] < 0
     if ratio is None:
@@ -283,9 +283,9 @@ def _privacy(report: EvaluationReport) -> Verdict:
     if closest:
         ratio = closest.distance / holdout_median if finite(holdout_median) else None
         sentence += (f" The closest pair ({closest.synthetic_id} / {closest.training_id}, {space} space) is "
-                     f"{fmt(closest.distance, 2)} apart, {fmt(ratio, 2)}x the median distance of a real holdout "
-                     f"case to its closest training case ({fmt(holdout_median, 2)}); memorization threshold "
-                     f"{fmt(s.get(f'{space}_threshold'), 2)}.")
+                     f"{fmt(closest.distance)} apart, {fmt(ratio, 2)}x the median distance of a real holdout "
+                     f"case to its closest training case ({fmt(holdout_median)}); memorization threshold "
+                     f"{fmt(s.get(f'{space}_threshold'))}.")
     sentence += f" {len(memorized)} case(s) under the threshold; {fmt_share(copied)} of lesion masks copied."
     if s.get("flagged"):
         status: Status = "red"
