@@ -2,7 +2,9 @@
 
 Every command reports progress as bars (default), as JSON lines (``--progress json``, one object per line,
 read by the Slicer module; the last line is ``{"type": "result", ...}`` or ``{"type": "error", ...}``) or not at
-all. Errors the user can fix exit with code 2 and one clear message; Ctrl-C (or SIGTERM) cancels cleanly.
+all. Without ``--progress json`` a command ends with a summary for people (:mod:`.cli_text`: tables of cases, the
+verdict lines, where the outputs are); ``--json`` prints the result as indented JSON instead. Errors the user
+can fix exit with code 2 and one clear message; Ctrl-C (or SIGTERM) cancels cleanly.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
         failed = report.get("failed") or report.get("status")
         raise CheckFailedError(f"the evaluation is incomplete: {failed}", where=str(args.out),
                                fix="read report.json for the failed check's error")
-    return {"out": str(args.out), "status": report.get("status")}
+    return {"out": str(args.out), "status": report.get("status"), "summary": report.get("summary")}
 
 
 def _cmd_export_dicom(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -180,11 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
                         help="progress as bars (stderr), JSON lines (stdout) or nothing")
+    parser.add_argument("--json", action="store_true", dest="json_result",
+                        help="end with the result as JSON (for scripts) instead of a summary for people")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[..., dict[str, Any]], help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
+        # also after the command; SUPPRESS keeps a --json given before it
+        p.add_argument("--json", action="store_true", dest="json_result", default=argparse.SUPPRESS,
+                       help="end with the result as JSON (for scripts) instead of a summary for people")
         return p
 
     p = command("demo", _cmd_demo, "run the main job on the bundled sample data")
@@ -289,7 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         bars.close()
     if json_out:
         json_out.result(**result)
-    else:
+    elif args.json_result:
         print(json.dumps(result, indent=2, default=str))
+    else:
+        from .cli_text import human_text
+
+        print(human_text(args.command, result))
     return 0
 

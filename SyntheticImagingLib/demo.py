@@ -37,7 +37,7 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
         out_dir: where to write (one dataset folder per synthetic set, plus ``demo_summary.json``).
         n: cases per synthetic set.
         seed: random seed.
-        checks: run the quick utility/fidelity/privacy checks of the label-to-image MRI set against the real
+        checks: run the quick utility/adherence/fidelity/privacy checks of the label-to-image MRI set against the real
             cases (trained on ``DEMO_TRAIN_IDS``, tested on ``DEMO_TEST_IDS``; ``evaluation/report.html``), and the
             utility/adherence/privacy checks of the hemorrhage CT set against knowledge-based reference CTs
             (``evaluation_ct/report.html``).
@@ -85,7 +85,8 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
         from .checks.evaluate import evaluate
 
         evaluate(train, real.subset(DEMO_TEST_IDS), load_dataset(outputs["mri_tumor_label-to-image"]),
-                 out_dir=out / "evaluation", profile="quick", seed=seed, overwrite=overwrite,
+                 out_dir=out / "evaluation", checks=("utility", "adherence", "fidelity", "privacy"),
+                 profile="quick", seed=seed, overwrite=overwrite,
                  progress=reporter.child("evaluate"))
         outputs["evaluation"] = str(out / "evaluation" / "report.html")
         ct_ref = load_dataset(outputs["ct_reference"])

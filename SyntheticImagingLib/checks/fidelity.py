@@ -14,6 +14,8 @@ read off the user's data:
 * **MS-SSIM diversity**: mean MS-SSIM (:class:`monai.metrics.MultiScaleSSIMMetric`, as many scales as the grid
   allows; plain SSIM below two) over random pairs within the synthetic set, beside pairs of real cases; a
   synthetic set much more self-similar than real data has collapsed modes.
+* **KID** (kernel inception distance, unbiased at any n) with percentile-bootstrap 95 % CIs
+  (:mod:`.small_sample`), beside the holdout's; ``small_sample_warning`` says when the CIs are too wide to read.
 * **Per-label intensity distances**: Wasserstein-1 per channel between real and synthetic voxel intensities
   inside each lesion label and in normal brain (the head/brain mask minus lesions).
 """
@@ -351,6 +353,14 @@ class FidelityCheck(Check):
         progress.report("fidelity", 2, 4, "intensities")
         w1_rows = intensity_distances(real_train, synthetic, real_test, seed=context.seed)
 
+        # KID is unbiased at any n (FD is not): with bootstrap CIs for the set and the real-vs-real baseline
+        from .small_sample import fidelity_with_cis  # imports this module: import here, not at the top
+
+        n_boot = 200 if context.profile.name == "quick" else 500
+        kid_syn = fidelity_with_cis(emb["real train"], emb["synthetic"], n_boot=n_boot, seed=context.seed)
+        kid_hold = fidelity_with_cis(emb["real train"], emb["real holdout"], n_boot=n_boot, seed=context.seed) \
+            if len(real_test) else {}
+
         def stat(v: np.ndarray, f: Any) -> float:
             return float(f(v)) if v.size else _NAN
 
@@ -366,6 +376,9 @@ class FidelityCheck(Check):
             "w1_lesion_holdout": _mean_w1(w1_rows, "w1_holdout", True),
             "w1_normal_synthetic": _mean_w1(w1_rows, "w1_synthetic", False),
             "w1_normal_holdout": _mean_w1(w1_rows, "w1_holdout", False),
+            "kid": kid_syn["kid"], "kid_lo": kid_syn["kid_lo"], "kid_hi": kid_syn["kid_hi"],
+            "kid_holdout": kid_hold.get("kid", _NAN), "kid_holdout_lo": kid_hold.get("kid_lo", _NAN),
+            "kid_holdout_hi": kid_hold.get("kid_hi", _NAN), "small_sample_warning": kid_syn["warning"],
             "n_train": len(real_train), "n_holdout": len(real_test), "n_synthetic": len(synthetic),
         }
         result = CheckResult(name=self.name, summary=summary)

@@ -156,7 +156,7 @@ def rank_generators(real_train: Sequence[Case], real_test: Sequence[Case],
                     progress: Reporter | ProgressCallback | None = None, checks: str | Iterable[str] = RANKING_CHECKS,
                     fidelity_cis: bool = True, n_boot: int = 500, overwrite: bool = False,
                     cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """Evaluate every synthetic set and write ``ranking.csv``, ``ranking.json`` and ``ranking.png``.
+    """Evaluate every synthetic set and write ``ranking.csv``, ``ranking.json``, ``ranking.png`` and ``ranking.html``.
 
     Args:
         real_train: real cases the generators were made from (Dataset or list of Cases).
@@ -232,8 +232,12 @@ def rank_generators(real_train: Sequence[Case], real_test: Sequence[Case],
             "settings": {"profile": prof, "checks": list(checks) if not isinstance(checks, str) else checks,
                          "seed": seed, "device": str(dev), "n_boot": n_boot,
                          "fidelity_space": "self-supervised encoder trained on the real training cases"},
-            "files": {"csv": "ranking.csv", "json": "ranking.json", "figure": "ranking.png"},
+            "files": {"csv": "ranking.csv", "json": "ranking.json", "figure": "ranking.png",
+                      "html": "ranking.html"},
         }
         result = to_jsonable(result)
         write_json(tmp / "ranking.json", result)
+        from .ranking_page import write_ranking_page
+
+        write_ranking_page(tmp)  # reads ranking.json and the reports just written
     return result

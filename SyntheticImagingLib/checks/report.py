@@ -1,5 +1,8 @@
 """The evaluation report: ``report.json``, CSV tables and ``report.html`` with PNG plots, in one folder.
 
+``report.json`` carries a ``summary`` (:mod:`.summary`: the verdicts in sentences) and ``report.html`` opens with
+it (:mod:`.report_page`); :func:`render_plain_html` keeps the flat page of every value.
+
 Any :class:`~.base.CheckResult` is rendered generically: its summary as a key/value table (nested values
 flattened to dotted keys), each table as a CSV file plus an HTML table, each figure as a PNG file that is also
 embedded in the page (so ``report.html`` can be mailed alone). The utility plots (Dice per regime with CIs, Dice
@@ -35,7 +38,7 @@ from ..io.atomic import atomic_dir, atomic_file, write_json
 from .base import CheckResult
 
 __all__ = ["REPORT_SCHEMA", "to_jsonable", "library_versions", "flatten", "write_csv", "write_report",
-           "save_report", "render_html", "plot_regime_metric", "plot_size_sweep"]
+           "save_report", "render_html", "render_plain_html", "plot_regime_metric", "plot_size_sweep"]
 
 #: Identifies the layout of ``report.json``.
 REPORT_SCHEMA = "synthetic-imaging/evaluation-report/1"
@@ -223,6 +226,11 @@ def write_report(directory: str | os.PathLike[str], *, results: Sequence[CheckRe
         "settings": to_jsonable(settings), "data": to_jsonable(data), "versions": library_versions(),
         "checks": checks, "files": {"json": "report.json", "html": "report.html", "tables": "tables/"},
     }
+    from .report_model import EvaluationReport
+    from .summary import summarize
+
+    # the verdict in sentences, stored so that readers (the Slicer module, scripts) need not recompute it
+    report["summary"] = to_jsonable(summarize(EvaluationReport.from_dict(report, directory)).to_dict())
     write_json(directory / "report.json", report)
     with atomic_file(directory / "report.html") as tmp:
         tmp.write_text(render_html(report, directory), encoding="utf-8")
@@ -283,7 +291,19 @@ def _img(directory: Path, rel: str, caption: str) -> str:
 
 
 def render_html(report: Mapping[str, Any], directory: str | os.PathLike[str]) -> str:
-    """The report page: overview, settings, data, versions, then one section per check.
+    """The report page: the verdict, pictures of the cases, then details (:func:`.report_page.render_page`).
+
+    Args:
+        report: the ``report.json`` content.
+        directory: the report folder (figures are read from it and embedded).
+    """
+    from .report_page import render_page
+
+    return render_page(report, directory)
+
+
+def render_plain_html(report: Mapping[str, Any], directory: str | os.PathLike[str]) -> str:
+    """Every value of the report, flattened: overview, settings, data, versions, then one section per check.
 
     Args:
         report: the ``report.json`` content.

@@ -13,7 +13,7 @@ from SyntheticImagingLib.cli import main
 
 def test_demo_writes_labelled_cases(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["--progress", "none", "demo", "--out", str(out), "--n", "2", "--skip-checks"]) == 0
+    assert main(["--progress", "none", "--json", "demo", "--out", str(out), "--n", "2", "--skip-checks"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["out"] == str(out)
     kinds = set()
