@@ -45,8 +45,9 @@ class ChecksPanel:
         self._startJob("evaluate", options, done)
 
     def onShowResults(self) -> None:
-        """Metric tables as table nodes (adherence per case among them), Dice per regime and DCR histograms as
-        plot charts; for a ranking folder (several synthetic sets), the ranking table first."""
+        """The verdict block (useful? follows its labels? private? faithful?) in the panel, metric tables as table
+        nodes (adherence per case among them), Dice per regime and distance histograms as plot charts; for a
+        ranking folder (several synthetic sets), the ranking summary and table first."""
         folder = self._require(self._parameterNode.evaluationDirectory, _("an evaluation folder"))
         if folder is None:
             return
@@ -60,9 +61,9 @@ class ChecksPanel:
             best = next((r for r in reports if (r / "report.json").exists()), None)
             charts = self.logic.resultsToPlots(best) if best is not None else {}
             summary = tables.get("summary")
-            lines = [f"{r['check']}: {r['metric']} = {r['value']}" for r in self.logic.tableRows(summary)] \
-                if summary is not None else []
-            self.ui.resultsSummaryLabel.setText("\n".join(lines[:12]) or _("{n} tables").format(n=len(tables)))
+            # the verdict block first: the same typed summary as the HTML report and the CLI print
+            self.ui.resultsSummaryLabel.setText(self.logic.rankingText(folder) if ranking
+                                                else self.logic.verdict(folder).to_text())
             views.showResults(summary if summary is not None else next(iter(tables.values()), None),
                               next(iter(charts.values()), None))
 

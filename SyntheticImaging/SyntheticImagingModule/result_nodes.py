@@ -86,6 +86,25 @@ class ResultsLogic(CaseNodesLogic):
                 display.SetSliceIntersectionThickness(outlineThickness)
 
     @staticmethod
+    def verdict(evaluation: str | Path) -> Any:
+        """The evaluation's verdict block (:class:`SyntheticImagingLib.checks.summary.ReportSummary`): the one the
+        report stores, else made from the report (older reports); the HTML report and the CLI show the same."""
+        from SyntheticImagingLib.checks.report_model import read_report
+        from SyntheticImagingLib.checks.summary import ReportSummary, summarize
+
+        stored = resultsLib.load_report(evaluation).get("summary")
+        if isinstance(stored, Mapping) and stored.get("verdicts"):
+            return ReportSummary.from_dict(stored)
+        return summarize(read_report(evaluation))
+
+    @staticmethod
+    def rankingText(ranking: str | Path) -> str:
+        """The ranking's summary lines (a row per generator, the recommended one marked and why)."""
+        from SyntheticImagingLib.checks.ranking_page import ranking_text
+
+        return ranking_text(ranking)
+
+    @staticmethod
     def readAdherenceCase(evaluation: str | Path, caseId: str | None = None, *,
                           dataset: str | Path | None = None) -> AdherenceCase:
         """Read (files only, no scene: the panel runs it in a worker thread) a synthetic case of an evaluation and

@@ -126,7 +126,14 @@ def test_main_path_from_loaded_volumes_to_dicom(tmp_path):
                   if n.GetAttribute("SyntheticImaging.Result") == "table"}
         perCase = widget.logic.tableRows(tables["SyntheticImaging privacy per_synthetic_case"])
         assert sorted(r["synthetic_id"] for r in perCase) == sorted(synthetic.case_ids)
-        assert ui.resultsSummaryLabel.text  # the headline numbers are shown in the panel
+        # the verdict block first, the same typed summary as report.html and the CLI (report.json "summary")
+        from SyntheticImagingLib.checks.report_model import read_report
+        from SyntheticImagingLib.checks.summary import summarize
+
+        verdict = ui.resultsSummaryLabel.text
+        assert verdict == report["summary"]["text"] == summarize(read_report(evaluation)).to_text()
+        assert verdict.startswith("Verdict: ") and all(f"{q}?" in verdict for q in
+                                                       ("Useful", "Follows its labels", "Private", "Faithful"))
 
         # the closest pair side by side, with titles that survive a slice change (Data Probe rewrites corners)
         sc.click("onCompare", sc.button("compareButton"))
