@@ -37,8 +37,9 @@ from ..cases import Case
 from ..errors import InputError
 from .nearest import knn
 
-__all__ = ["MatchSettings", "MatchImage", "PairMatch", "normalise_for_matching", "match_images", "fast_features",
-           "candidate_pairs", "compare_pair", "aligned_nearest", "NearestAligned", "aligned_view"]
+__all__ = ["MatchSettings", "MATCH", "MatchImage", "PairMatch", "normalise_for_matching", "match_factor",
+           "match_images", "fast_features", "candidate_pairs", "compare_pair", "aligned_nearest", "NearestAligned",
+           "aligned_view"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,11 +57,11 @@ class MatchSettings:
         transform: ``"rigid"``, ``"similarity"`` or ``"affine"``.
     """
 
-    candidates: int = 3
+    candidates: int = 2
     highpass_mm: float = 16.0
     grid_mm: float = 8.0
     iterations: int = 40
-    sampling: float = 1.0
+    sampling: float = 0.5
     transform: str = "similarity"
 
     def __post_init__(self) -> None:
@@ -69,6 +70,10 @@ class MatchSettings:
         if self.transform not in ("rigid", "similarity", "affine"):
             raise InputError(f"unknown registration transform {self.transform!r}",
                              fix="use 'rigid', 'similarity' or 'affine'")
+
+
+#: The default settings.
+MATCH = MatchSettings()
 
 
 @dataclasses.dataclass
@@ -154,7 +159,21 @@ def normalise_for_matching(image: np.ndarray, head: np.ndarray, spacing_zyx: Seq
     return out
 
 
-def match_images(cases: Sequence[Case], *, channels: Sequence[str], settings: MatchSettings = MatchSettings()
+def match_factor(shape: Sequence[int], spacing_zyx: Sequence[float], settings: MatchSettings = MATCH) -> int:
+    """Block size giving about ``grid_mm`` voxels, kept small enough that every axis keeps >= 16 voxels.
+
+    Args:
+        shape: the cases' grid shape.
+        spacing_zyx: voxel size in mm.
+        settings: ``grid_mm``.
+    """
+    factor = max(1, int(round(settings.grid_mm / min(spacing_zyx))))
+    while factor > 1 and min(shape) / factor < 16:  # registration needs some voxels across the head
+        factor -= 1
+    return factor
+
+
+def match_images(cases: Sequence[Case], *, channels: Sequence[str], settings: MatchSettings = MATCH
                  ) -> list[MatchImage]:
     """Normalised images, head masks and lesion masks of cases (see :func:`normalise_for_matching`).
 
@@ -166,7 +185,7 @@ def match_images(cases: Sequence[Case], *, channels: Sequence[str], settings: Ma
     out = []
     for case in cases:
         image = np.stack([np.asarray(case.channels[c], np.float32) for c in channels])
-        factor = max(1, int(round(settings.grid_mm / min(case.geometry.spacing_zyx))))
+        factor = match_factor(case.shape, case.geometry.spacing_zyx, settings)
         head = _block_mean(_head(case, image)[None].astype(np.float32), factor)[0] >= 0.5
         image = _block_mean(image, factor)
         spacing = tuple(float(s) * factor for s in case.geometry.spacing_zyx)
@@ -202,7 +221,7 @@ def _pose_features(m: MatchImage) -> np.ndarray:
     return (flat / math.sqrt(flat.size)).ravel().astype(np.float32)
 
 
-def fast_features(images: Sequence[MatchImage], *, settings: MatchSettings = MatchSettings(),
+def fast_features(images: Sequence[MatchImage], *, settings: MatchSettings = MATCH,
                   both_orientations: bool = True) -> np.ndarray:
     """Candidate features ``[n, orientations, D]`` (orientation 1: mirrored left-right).
 
@@ -295,7 +314,7 @@ def _register(fixed: MatchImage, moving: MatchImage, settings: MatchSettings):  
 
 
 def compare_pair(synthetic: MatchImage, train: MatchImage, *, flipped: bool,
-                 settings: MatchSettings = MatchSettings()) -> PairMatch:
+                 settings: MatchSettings = MATCH) -> PairMatch:
     """Register a synthetic case onto a training case and measure how alike they are.
 
     Args:
@@ -390,7 +409,7 @@ class NearestAligned:
 
 
 def aligned_nearest(synthetic: Sequence[MatchImage], train: Sequence[MatchImage], *,
-                    settings: MatchSettings = MatchSettings(), train_features: np.ndarray | None = None,
+                    settings: MatchSettings = MATCH, train_features: np.ndarray | None = None,
                     synthetic_features: np.ndarray | None = None, exclude: Sequence[int] | None = None,
                     gate: float | None = None) -> NearestAligned:
     """The aligned nearest training case of every synthetic case (registering its fast-space candidates).
