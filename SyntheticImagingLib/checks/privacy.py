@@ -28,8 +28,17 @@ baseline:
 * **Lesion-mask novelty**: the maximum Dice of each synthetic lesion mask against every training mask, after
   the same canonical alignment (1.0 = a training mask reproduced exactly).
 
+* **Disguised copies** (:mod:`.privacy_aligned`): each synthetic case compared with its nearest training
+  candidates after alignment (both left-right orientations, SimpleITK registration, rank / high-pass intensity
+  normalisation that bias fields and gamma do not defeat, registered lesion-mask Dice), against a threshold
+  calibrated on the disguise family generators put on what they memorize (:mod:`.disguise`: flip, rotation,
+  scale, shift, elastic, bias, gamma, noise). Each fast space alone has a blind spot that part of such a
+  disguise hits (voxel distances are not flip-invariant, the encoder is not invariant to bias, gamma and noise).
+  Every case under the threshold is named with the training patient it copies.
+
 Verdict: ``flagged`` when the memorization rate or the overfitting ratio is significantly above its baseline
-in either space (Holm-corrected over the four tests at ``alpha``). With few real cases the permutation test
+in either space (Holm-corrected over the four tests at ``alpha``), or when any synthetic case is a disguised
+copy (a per-case decision: one reproduced patient is a breach). With few real cases the permutation test
 cannot reach small p-values (its smallest is ``1 / C(n_train + n_holdout, n_train)``) and the memorization test
 carries the verdict. The closest pairs are listed and drawn side by side so a user can look at them.
 """
