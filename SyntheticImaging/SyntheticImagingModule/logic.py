@@ -839,6 +839,24 @@ class SyntheticImagingLogic(ScriptedLoadableModuleLogic):
             pairs = [p for p in pairs if p.synthetic_id == syntheticCaseId]
         return pairs[0] if pairs else None
 
+    def loadAlignedCopy(self, evaluation: str | Path, syntheticCaseId: str) -> tuple[CaseNodes, resultsLib.AlignedCopy
+                                                                                    ] | None:
+        """A synthetic case the privacy check calls a copy, as the check compared it: mirrored if it matched that
+        way and registered onto the training patient it copies (saved on that patient's grid, which keeps the
+        physical position, so it lies over the patient as loaded from the training set). None when the evaluation
+        saved no aligned copy of this case."""
+        from SyntheticImagingLib.io import read_image
+
+        folder = Path(evaluation)
+        copy = resultsLib.aligned_copies(resultsLib.load_report(folder)).get(syntheticCaseId)
+        if copy is None:
+            return None
+        image, geometry = read_image(folder / copy.image)
+        label = read_image(folder / copy.label)[0] > 0 if copy.label else None
+        case = Case(case_id=f"{syntheticCaseId} on {copy.training_id}", channels={"aligned": image.astype(np.float32)},
+                    geometry=geometry, label=None if label is None else label.astype(np.int16))
+        return self.caseToNodes(case, showSurface=False), copy
+
     @staticmethod
     def datasetRoots(evaluation: str | Path | Mapping[str, Any]) -> dict[str, str]:
         """The dataset folders an evaluation compared (``real_train``, ``real_test``, ``synthetic``)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["load_report", "check_results", "table_rows", "report_tables", "dataset_roots", "adherence_predictions",
-           "csv_tables",
+           "csv_tables", "AlignedCopy", "aligned_copies",
            "numeric_columns", "string_columns", "NearestPair", "nearest_pairs", "PlotSeries", "PlotSpec", "plot_specs",
            "histogram_rows"]
 
@@ -123,6 +123,31 @@ def adherence_predictions(report: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in {**ordered, **{k: v for k, v in out.items() if k not in ordered}}.items() if v}
 
 
+@dataclasses.dataclass(frozen=True)
+class AlignedCopy:
+    """A synthetic case the privacy check calls a copy, moved onto the training patient it copies."""
+
+    synthetic_id: str
+    training_id: str
+    distance: float | None
+    image: str
+    label: str
+
+
+def aligned_copies(report: Mapping[str, Any]) -> dict[str, AlignedCopy]:
+    """Synthetic case id -> its aligned copy (files relative to the report folder), from the privacy check's
+    ``copies`` table; empty when the check called no copies or saved no files."""
+    rows = table_rows((check_results(report).get("privacy", {}).get("tables") or {}).get("copies")) or []
+    out = {}
+    for r in rows:
+        if r.get("synthetic_id") and r.get("aligned_image"):
+            distance = r.get("aligned_distance")
+            out[str(r["synthetic_id"])] = AlignedCopy(str(r["synthetic_id"]), str(r.get("copies_training_id", "")),
+                                                      None if distance in (None, "") else float(distance),
+                                                      str(r["aligned_image"]), str(r.get("aligned_label") or ""))
+    return out
+
+
 def _number(text: str) -> float | int | str:
     try:
         value = float(text)
@@ -191,7 +216,10 @@ def _shared_prefix(a: str, b: str) -> int:
 
 def _pairs_of(rows: Rows) -> list[NearestPair]:
     text = string_columns(rows)
-    nearest = next((c for c in text if any(t in c.lower() for t in ("nearest", "closest"))), None) or next(
+    # the aligned match first (flipped, registered, intensity-normalised: the pair most likely a copy), then
+    # any nearest / closest column
+    nearest = next((c for c in text if c.lower().startswith("aligned") and "training" in c.lower()), None) or next(
+        (c for c in text if any(t in c.lower() for t in ("nearest", "closest"))), None) or next(
         (c for c in text if c.lower() in ("training_id", "train_id", "real_id")), None)
     synthetic = next((c for c in text if c != nearest and "synth" in c.lower()), None)
     if nearest is None or synthetic is None:

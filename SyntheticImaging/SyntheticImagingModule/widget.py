@@ -618,12 +618,15 @@ class SyntheticImagingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 raise RuntimeError("the evaluation has no closest-record pairs: run it with the privacy check")
             for nodes in self._compareCases:
                 self.logic.removeCaseNodes(nodes)
-            left = self.logic.loadDatasetCase(synthetic, pair.synthetic_id, showSurface=False)
+            # a case the check calls a copy is shown as it was compared: mirrored and registered onto its patient
+            aligned = self.logic.loadAlignedCopy(folder, pair.synthetic_id)
+            left = aligned[0] if aligned else self.logic.loadDatasetCase(synthetic, pair.synthetic_id,
+                                                                         showSurface=False)
             right = self.logic.loadDatasetCase(real, pair.real_id, showSurface=False)
             self._compareCases = [left, right]
             distance = "" if pair.distance is None else f" (distance {pair.distance:.3g})"
-            views.showCompare(left, right, f"synthetic {pair.synthetic_id}",
-                              f"nearest training case {pair.real_id}{distance}")
+            leftTitle = f"synthetic {pair.synthetic_id}" + (" COPY, registered onto the patient" if aligned else "")
+            views.showCompare(left, right, leftTitle, f"nearest training case {pair.real_id}{distance}")
 
     def onShowAdherenceCase(self) -> None:
         """The selected synthetic case with its label (filled) and the reference segmenter's prediction (outlined)

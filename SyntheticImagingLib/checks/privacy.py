@@ -71,7 +71,7 @@ from .privacy_aligned import AlignedResult, run_aligned
 __all__ = ["PrivacyCheck", "SpaceResult", "PrivacyAssessment", "COPY_AUGMENT", "SPACES", "PRIVACY_CACHE_KEY",
            "assess_privacy", "assess_space", "canonical_pose", "align_image", "voxel_features", "case_features",
            "calibration_distances", "overfitting_ratio", "ratio_permutation_test", "membership_auc",
-           "max_dice", "aligned_masks", "mask_novelty", "voxel_factor", "holm"]
+           "max_dice", "aligned_masks", "mask_novelty", "voxel_factor", "holm", "save_aligned_copies", "ALIGNED_FOLDER"]
 
 #: The "light perturbation" a copy of a training case may have: it calibrates the memorization threshold.
 COPY_AUGMENT = AugmentParams(flip_lr=0.0, rotate_deg=3.0, scale=(0.97, 1.03), translate=0.05, intensity_scale=0.1,
@@ -871,6 +871,49 @@ def _aligned_figure(a: PrivacyAssessment, synthetic: Sequence[Case], real_train:
     return path
 
 
+#: Sub-folder of the check's folder where aligned copies are saved (see :func:`save_aligned_copies`).
+ALIGNED_FOLDER = "aligned_copies"
+
+
+def save_aligned_copies(a: PrivacyAssessment, synthetic: Sequence[Case], real_train: Sequence[Case], folder: Path, *,
+                        limit: int = 50) -> dict[str, dict[str, str]]:
+    """Write each copy moved onto its training patient (first channel and label, the patient's prepared grid).
+
+    The prepared grid keeps the physical position, so a viewer (the Slicer module) shows the file over or beside
+    the training case as loaded from its dataset.
+
+    Args:
+        a: the assessment (with its aligned result).
+        synthetic: the synthetic cases.
+        real_train: the training cases.
+        folder: where to write ``<case>.nii.gz`` and ``<case>_label.nii.gz``.
+        limit: at most this many copies (the closest first).
+
+    Returns:
+        synthetic id -> ``{"image": file name, "label": file name or ""}``.
+    """
+    from ..io.images import write_image
+    from .adherence import prediction_file_name
+
+    al = a.aligned
+    if al is None:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    channel = real_train[0].channel_names[0]
+    for i in sorted(np.flatnonzero(al.copy), key=lambda j: al.distance[j])[:limit]:
+        train = real_train[int(al.nearest[i])]
+        moved, label = aligned_view(synthetic[int(i)], train, al.pairs[i], channel=channel)
+        name = prediction_file_name(a.synthetic_ids[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        write_image(folder / name, moved, train.geometry)
+        entry = {"image": name, "label": ""}
+        if label is not None:
+            entry["label"] = name.replace(".nii.gz", "_label.nii.gz")
+            write_image(folder / entry["label"], label.astype(np.uint8), train.geometry)
+        out[a.synthetic_ids[i]] = entry
+    return out
+
+
 @register_check
 class PrivacyCheck(Check):
     """Distance-to-closest-record, overfitting ratio, memorization, identifiability, 1-NN, MIA and mask novelty.
@@ -884,18 +927,21 @@ class PrivacyCheck(Check):
         closest: closest pairs listed per space (and drawn).
         figures: draw the figures.
         aligned: also run the aligned per-case copy detection (:mod:`.privacy_aligned`).
+        save_aligned: write each copy moved onto its training patient to ``<out_dir>/aligned_copies/`` (for
+            viewing beside the patient; the ``copies`` table and ``details["aligned"]["files"]`` name the files).
     """
 
     name = "privacy"
 
     def __init__(self, *, spaces: Sequence[str] = SPACES, quantile: float = 95.0, alpha: float = 0.05,
-                 closest: int = 8, figures: bool = True, aligned: bool = True) -> None:
+                 closest: int = 8, figures: bool = True, aligned: bool = True, save_aligned: bool = True) -> None:
         self.spaces = tuple(spaces)
         self.quantile = quantile
         self.alpha = alpha
         self.closest = closest
         self.figures = figures
         self.aligned = aligned
+        self.save_aligned = save_aligned
 
     def run(self, *, real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case],
             context: CheckContext) -> CheckResult:
@@ -926,6 +972,18 @@ class PrivacyCheck(Check):
                 "copy_distances": cal.copy_distances.tolist(),
                 "distinct_patient_distances": cal.null_distances.tolist(),
                 "registration_gate_fast_distance": cal.gate}
+            if self.save_aligned and a.aligned.copy.any():
+                out_dir = Path(context.out_dir)
+                saved = save_aligned_copies(a, synthetic, real_train, out_dir / ALIGNED_FOLDER)
+                # paths relative to the report folder (evaluate gives each check the folder <report>/<check name>)
+                files = {sid: {k: f"{out_dir.name}/{ALIGNED_FOLDER}/{v}" if v else "" for k, v in entry.items()}
+                         for sid, entry in saved.items()}
+                result.details["aligned"]["files"] = files
+                result.details["aligned"]["files_grid"] = "the training patient's prepared grid (physical position " \
+                                                          "kept), first channel, normalised units"
+                for row in result.tables["copies"]:
+                    entry = files.get(row["synthetic_id"], {})
+                    row["aligned_image"], row["aligned_label"] = entry.get("image", ""), entry.get("label", "")
         if "encoder" in a.spaces:
             result.details["encoder"] = get_encoder(real_train, context=context).describe()
         if self.figures:

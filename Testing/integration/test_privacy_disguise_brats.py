@@ -11,14 +11,17 @@ over many draws, honest generators, 1,000 x 1,000 cost) is ``Testing/benchmarks/
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from SyntheticImagingLib.checks.base import PROFILES, CheckContext
 from SyntheticImagingLib.checks.disguise import disguised_copies
 from SyntheticImagingLib.checks.prepare import prepare_case
-from SyntheticImagingLib.checks.privacy import PrivacyCheck, assess_privacy
+from SyntheticImagingLib.checks.privacy import ALIGNED_FOLDER, PrivacyCheck, assess_privacy
 from SyntheticImagingLib.io.datasets import load_dataset
+from SyntheticImagingLib.io.images import read_image
 from SyntheticImagingLib.preprocessing import resample_case
 
 pytestmark = pytest.mark.slow
@@ -67,3 +70,10 @@ def test_check_flags_the_disguised_training_set_and_draws_the_pairs(brats, conte
     assert all(r["aligned_copy"] for r in result.tables["per_synthetic_case"])
     assert "elastic" in result.details["aligned"]["alteration_family"]
     assert result.figures["privacy_aligned_pairs"].stat().st_size > 5000
+    # each copy is saved moved onto its patient's grid: its lesion lies on the patient's lesion
+    by_id = {c.case_id: c for c in train}
+    for row in result.tables["copies"][:2]:
+        label, geometry = read_image(context.out_dir / ALIGNED_FOLDER / Path(row["aligned_label"]).name)
+        truth = by_id[row["copies_training_id"]].label > 0
+        assert geometry.spacing == by_id[row["copies_training_id"]].geometry.spacing
+        assert 2 * ((label > 0) & truth).sum() / ((label > 0).sum() + truth.sum()) > 0.7
