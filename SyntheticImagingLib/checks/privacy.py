@@ -754,7 +754,8 @@ def _per_case_rows(a: PrivacyAssessment) -> list[dict[str, Any]]:
         row["mask_nearest_training_id"] = a.train_ids[int(a.mask_nearest[i])] if a.mask_nearest[i] >= 0 else ""
         if a.aligned is not None:
             al = a.aligned
-            row.update({"aligned_copy": bool(al.copy[i]), "aligned_training_id": a.train_ids[int(al.nearest[i])],
+            row.update({"aligned_copy": bool(al.copy[i]), "aligned_anatomy_match": bool(al.anatomy_match[i]),
+                        "aligned_training_id": a.train_ids[int(al.nearest[i])],
                         "aligned_distance": float(al.distance[i]), "aligned_threshold": al.calibration.threshold,
                         "aligned_mask_dice": float(al.dice[i]), "aligned_flipped": bool(al.flipped[i]),
                         "aligned_fast_distance": float(al.fast_distance[i])})
@@ -967,8 +968,15 @@ class PrivacyCheck(Check):
             cal = a.aligned.calibration
             result.details["aligned"] = {
                 "alteration_family": cal.family, "threshold": cal.threshold, "separated": cal.separated,
-                "threshold_rule": f"half-way between the {self.quantile:g}th percentile of disguised-copy distances "
-                                  "and the smallest distinct-patient distance (that distance when they overlap)",
+                "anatomy_threshold": cal.anatomy_threshold, "lesion_dice_threshold": cal.lesion_threshold,
+                "threshold_rule": f"copy threshold half-way between the {self.quantile:g}th percentile of "
+                                  "disguised-copy distances (the anatomy threshold) and the smallest distinct-patient "
+                                  "distance; lesion threshold half-way between the copies' 5th percentile registered "
+                                  "mask Dice and the distinct-patient matches' median; no copies when they overlap",
+                "copy_rule": "a copy: aligned distance within the anatomy threshold, or within the copy threshold "
+                             "with the lesion reproduced (Dice at or above the lesion threshold, or no masks); "
+                             "within the copy threshold with a new lesion: an anatomy match (listed, not flagged)",
+                "copy_dice": cal.copy_dice.tolist(), "distinct_patient_dice": cal.null_dice.tolist(),
                 "copy_distances": cal.copy_distances.tolist(),
                 "distinct_patient_distances": cal.null_distances.tolist(),
                 "registration_gate_fast_distance": cal.gate}

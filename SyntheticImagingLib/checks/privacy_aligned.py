@@ -9,13 +9,18 @@ both orientations, SimpleITK registration, rank / high-pass intensity normalisat
   :data:`~.disguise.DISGUISE`) registered onto their own sources.
 * **Distinct-patient distances** (the baseline): the aligned distance of each holdout case to its nearest
   training case and of each training case to its nearest *other* training case.
-* **Threshold**: half-way between the ``quantile`` of the copy distances and the smallest distinct-patient
-  distance. When the two overlap, the family cannot be told from different patients on this data (tiny or very
-  noisy volumes): ``separated`` is False and the aligned comparison calls no copies (it would call real
-  patients copies of each other); the report says so.
-* A synthetic case at or under the threshold **copies** the training patient it was matched with; the set is
-  flagged when any case does. The registered lesion masks' Dice (mask novelty after registration) is reported
-  beside each match.
+* **Thresholds**: the *anatomy threshold* is the ``quantile`` of the copy distances; the *copy threshold* lies
+  half-way between it and the smallest distinct-patient distance; the *lesion threshold* half-way between the
+  5th percentile of the copies' registered lesion-mask Dice and the median Dice of the distinct-patient matches.
+  When copy and distinct-patient distances overlap, the family cannot be told from different patients on this
+  data (tiny or very noisy volumes): ``separated`` is False and no copies are called (real patients would be
+  called copies of each other); the report says so.
+* A synthetic case **copies** the training patient it was matched with when its aligned distance is within the
+  anatomy threshold (as close as a disguised copy: whatever its lesion), or within the copy threshold with its
+  lesion reproduced too (registered mask Dice at or above the lesion threshold, or no lesion masks to compare).
+  A case within the copy threshold whose lesion is new is listed as an *anatomy match* (its patient named) but
+  does not flag the set: this is what a generator drawing new images and new lesions on deformed training
+  anatomy layouts (``label-to-image``) makes. The set is flagged when any case is a copy.
 
 Registration runs only for synthetic cases whose fast-space distance is within ``gate_factor`` times the
 largest fast-space distance of the calibration copies, so 1,000 honest cases cost features, not registrations.
@@ -57,7 +62,11 @@ class AlignedCalibration:
         copy_distances: aligned distances of disguised training copies to their sources.
         copy_fast_distances: their fast-space distances (they set the registration gate).
         null_distances: aligned nearest-training distances of distinct real patients (holdout, leave-one-out).
+        copy_dice: registered lesion-mask Dice of the copies with their sources (NaN: no masks).
+        null_dice: the same for the distinct-patient matches.
         threshold: copy threshold.
+        anatomy_threshold: the copies' distance quantile (a case this close is a copy whatever its lesion).
+        lesion_threshold: registered mask Dice from which a lesion counts as reproduced (NaN: no masks).
         separated: the copy quantile lies below the smallest distinct-patient distance (else no copies are called).
         gate: fast-space distance above which a case is not registered.
         family: the alteration family in words.
@@ -66,7 +75,11 @@ class AlignedCalibration:
     copy_distances: np.ndarray
     copy_fast_distances: np.ndarray
     null_distances: np.ndarray
+    copy_dice: np.ndarray
+    null_dice: np.ndarray
     threshold: float
+    anatomy_threshold: float
+    lesion_threshold: float
     separated: bool
     gate: float
     family: str
@@ -83,7 +96,8 @@ class AlignedResult:
         dice: ``[n]`` Dice of the registered lesion masks (NaN: not registered or no masks).
         flipped: ``[n]`` matched in the mirrored orientation.
         pairs: the registered pairs (None: not registered).
-        copy: ``[n]`` at or under the threshold (none when the calibration is not separated).
+        copy: ``[n]`` copies of the matched patient (none when the calibration is not separated).
+        anatomy_match: ``[n]`` within the copy threshold but with a new lesion (listed, not flagged).
         calibration: the threshold and what it rests on.
     """
 
@@ -94,6 +108,7 @@ class AlignedResult:
     flipped: np.ndarray
     pairs: list[PairMatch | None]
     copy: np.ndarray
+    anatomy_match: np.ndarray
     calibration: AlignedCalibration
 
     @property
@@ -106,7 +121,9 @@ class AlignedResult:
         cal, reg = self.calibration, np.isfinite(self.distance)
         dice = self.dice[np.isfinite(self.dice)]
         return {"aligned_copies": int(self.copy.sum()), "aligned_copy_rate": float(self.copy.mean()),
-                "aligned_threshold": cal.threshold, "aligned_separated": cal.separated,
+                "aligned_anatomy_matches": int(self.anatomy_match.sum()),
+                "aligned_threshold": cal.threshold, "aligned_anatomy_threshold": cal.anatomy_threshold,
+                "aligned_lesion_dice_threshold": cal.lesion_threshold, "aligned_separated": cal.separated,
                 "aligned_copy_distance_max": float(cal.copy_distances.max()),
                 "aligned_distinct_distance_min": float(cal.null_distances.min()),
                 "aligned_baseline_copy_rate": float(self.baseline_copies.mean()),
@@ -150,29 +167,33 @@ def calibrate_aligned(real_train: Sequence[Case], real_test: Sequence[Case], *, 
     copies = [disguise_case(real_train[int(j)], draw_disguise(rng, family), params=family) for j in src]
     copy_images = match_images(copies, channels=channels, settings=settings)
     copy_feats = fast_features(copy_images, settings=settings)
-    copy_d, copy_fast = [], []
+    copy_pairs, copy_fast = [], []
     for image, feats, j in zip(copy_images, copy_feats, src):
         # the orientation is chosen as the check chooses it: the better one in the fast space
         d, _, flip = candidate_pairs(feats[None], train_features[int(j)][None], k=1)
         copy_fast.append(float(d[0, 0]))
-        copy_d.append(compare_pair(image, train_images[int(j)], flipped=bool(flip[0, 0]), settings=settings).distance)
-    null = []
+        copy_pairs.append(compare_pair(image, train_images[int(j)], flipped=bool(flip[0, 0]), settings=settings))
+    null: list[PairMatch] = []
     if real_test:
         pick = rng.permutation(len(real_test))[:max_null]
         test_images = match_images([real_test[int(i)] for i in pick], channels=channels, settings=settings)
-        null.append(aligned_nearest(test_images, train_images, settings=settings,
-                                    train_features=train_features).distance)
+        null += aligned_nearest(test_images, train_images, settings=settings, train_features=train_features).pairs
     pick = rng.permutation(len(real_train))[:max_null]
-    loo = aligned_nearest([train_images[int(i)] for i in pick], train_images, settings=settings,
-                          train_features=train_features, exclude=[int(i) for i in pick])
-    null.append(loo.distance)
-    null_d, copy_arr = np.concatenate(null), np.asarray(copy_d)
+    null += aligned_nearest([train_images[int(i)] for i in pick], train_images, settings=settings,
+                            train_features=train_features, exclude=[int(i) for i in pick]).pairs
+    null_d = np.array([p.distance for p in null if p is not None])
+    null_dice = np.array([p.dice for p in null if p is not None])
+    copy_arr, copy_dice = np.array([p.distance for p in copy_pairs]), np.array([p.dice for p in copy_pairs])
     hi = float(np.percentile(copy_arr, quantile))
     lo = float(null_d.min())
     separated = hi < lo
     threshold = 0.5 * (hi + lo) if separated else lo
+    lesion = float("nan")
+    if np.isfinite(copy_dice).any() and np.isfinite(null_dice).any():
+        lesion = 0.5 * (float(np.nanpercentile(copy_dice, 5)) + float(np.nanmedian(null_dice)))
     return AlignedCalibration(copy_distances=copy_arr, copy_fast_distances=np.asarray(copy_fast), null_distances=null_d,
-                              threshold=threshold, separated=separated,
+                              copy_dice=copy_dice, null_dice=null_dice, threshold=threshold,
+                              anatomy_threshold=min(hi, threshold), lesion_threshold=lesion, separated=separated,
                               gate=gate_factor * float(np.max(copy_fast)), family=family.describe())
 
 
@@ -195,14 +216,18 @@ def assess_aligned(synthetic: Sequence[Case], train_images: Sequence[MatchImage]
         images = match_images(synthetic[start:start + block_size], channels=channels, settings=settings)
         parts.append(aligned_nearest(images, train_images, settings=settings, train_features=train_features,
                                      gate=calibration.gate))
-    distance = np.concatenate([p.distance for p in parts])
+    distance = np.nan_to_num(np.concatenate([p.distance for p in parts]), nan=np.inf)
     pairs = [pair for p in parts for pair in p.pairs]
-    return AlignedResult(distance=distance, fast_distance=np.concatenate([p.fast_distance for p in parts]),
-                         nearest=np.concatenate([p.nearest for p in parts]),
-                         dice=np.array([p.dice if p is not None else np.nan for p in pairs], float),
+    dice = np.array([p.dice if p is not None else np.nan for p in pairs], float)
+    close = (distance <= calibration.threshold) & calibration.separated
+    lesion_kept = ~np.isfinite(dice) | (dice >= calibration.lesion_threshold) \
+        if np.isfinite(calibration.lesion_threshold) else np.ones(len(dice), bool)
+    copy = close & ((distance <= calibration.anatomy_threshold) | lesion_kept)
+    return AlignedResult(distance=np.where(np.isfinite(distance), distance, np.nan),
+                         fast_distance=np.concatenate([p.fast_distance for p in parts]),
+                         nearest=np.concatenate([p.nearest for p in parts]), dice=dice,
                          flipped=np.array([p is not None and p.flipped for p in pairs], bool), pairs=pairs,
-                         copy=(np.nan_to_num(distance, nan=np.inf) <= calibration.threshold) & calibration.separated,
-                         calibration=calibration)
+                         copy=copy, anatomy_match=close & ~copy, calibration=calibration)
 
 
 def run_aligned(real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case], *,

@@ -81,7 +81,7 @@ def _score(result, synthetic, train) -> dict:  # noqa: ANN001
     right = all(sources.get(s) == t for s, t in called)
     return {"flagged": bool(called), "called": len(called), "named_right": right,
             "detected": bool(called) and right, "copies_caught": sum(s in sources for s, _ in called),
-            "copies": len(sources)}
+            "copies": len(sources), "anatomy_matches": int(result.anatomy_match.sum())}
 
 
 def _rate(hits: int, n: int) -> str:
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         first = run_aligned(train, holdout, train[:1], channels=channels, memo=memo, seed=0)
         cal = first.calibration
         calib.append({"split": s, "seconds": time.monotonic() - t0, "threshold": cal.threshold,
+                      "anatomy_threshold": cal.anatomy_threshold, "lesion_threshold": cal.lesion_threshold,
                       "separated": cal.separated, "copy_max": float(cal.copy_distances.max()),
                       "copy_median": float(np.median(cal.copy_distances)),
                       "distinct_min": float(cal.null_distances.min()),
@@ -183,8 +184,9 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append({"split": s, "draw": d, "setting": name, "k": 0, **_score(res, syn, train)})
         print(f"split {s}: calibration {calib[-1]}", flush=True)
 
-    print("\n| synthetic set of 20 | draws | flagged | detected, right patient named | copies caught |")
-    print("|---|---|---|---|---|")
+    print("\n| synthetic set of 20 | draws | flagged | detected, right patient named | copies caught "
+          "| anatomy matches |")
+    print("|---|---|---|---|---|---|")
     out_rows = []
     for setting in [f"copier k={k}" for k in args.ks] + list(pools):
         sel = [r for r in rows if r["setting"] == setting]
@@ -192,11 +194,12 @@ def main(argv: list[str] | None = None) -> dict:
         flagged = sum(r["flagged"] for r in sel)
         detected = sum(r["detected"] for r in sel)
         caught, planted = sum(r["copies_caught"] for r in sel), sum(r["copies"] for r in sel)
+        anatomy = sum(r["anatomy_matches"] for r in sel)
         line = {"setting": setting, "draws": n, "flagged": flagged, "detected": detected, "copies_caught": caught,
-                "copies_planted": planted}
+                "copies_planted": planted, "anatomy_matches": anatomy}
         out_rows.append(line)
         print(f"| {setting} | {n} | {_rate(flagged, n)} | {_rate(detected, n) if planted else '-'} | "
-              f"{f'{caught}/{planted}' if planted else '-'} |")
+              f"{f'{caught}/{planted}' if planted else '-'} | {anatomy} of {n * args.set_size} cases |")
     times = [r["seconds"] for r in rows if "seconds" in r]
     print(f"\nmedian seconds per set of {args.set_size} (aligned detector, calibration cached): "
           f"{statistics.median(times):.2f}")

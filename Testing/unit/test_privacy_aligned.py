@@ -4,6 +4,8 @@ source, named, and separated from other subjects; the filter drops it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -28,7 +30,7 @@ from SyntheticImagingLib.checks.disguise import (
     draw_disguise,
 )
 from SyntheticImagingLib.checks.privacy import assess_privacy
-from SyntheticImagingLib.checks.privacy_aligned import calibrate_aligned
+from SyntheticImagingLib.checks.privacy_aligned import assess_aligned, calibrate_aligned
 from SyntheticImagingLib.checks.privacy_filter import privacy_filter
 from SyntheticImagingLib.errors import InputError
 
@@ -168,3 +170,26 @@ def test_assessment_names_the_copied_patients_and_the_filter_drops_them(people, 
     kept, dropped = privacy_filter(copies + honest, train, threshold=-1.0, context=ctx)
     assert [c.case_id for c in kept] == [c.case_id for c in honest]
     assert [(r["synthetic_id"], r["copies_training_id"]) for r in dropped] == a.copies
+
+
+def test_a_new_lesion_on_copied_anatomy_is_an_anatomy_match_unless_as_close_as_a_copy(people):
+    """The copy rule: within the copy threshold a case is a copy only with its lesion reproduced; within the
+    anatomy threshold (as close as a disguised copy) it is one whatever its lesion."""
+    train = people["train"]
+    src = train[0]
+    moved = np.roll(src.label, 9, axis=2)  # the patient's anatomy with the lesion somewhere else
+    flair = np.where(src.label > 0, src.channels["FLAIR"] - 0.8, src.channels["FLAIR"]) + 0.8 * (moved > 0)
+    new_lesion = src.replace(case_id="new_lesion", channels={**src.channels, "FLAIR": flair.astype(np.float32)},
+                             label=moved)
+    copy = disguised_copies([src], 1, seed=2, prefix="copy")[0]
+    images = match_images(train, channels=CHANNELS)
+    feats = fast_features(images, both_orientations=False)
+    cal = calibrate_aligned(train, people["holdout"], channels=CHANNELS, train_images=images, train_features=feats,
+                            copies_total=10, max_null=4, seed=1)
+    res = assess_aligned([copy, new_lesion], images, feats, cal, channels=CHANNELS)
+    assert res.dice[0] > cal.lesion_threshold > res.dice[1]
+    assert list(res.copy) == [True, True] and not res.anatomy_match.any()  # both as close as copies
+    strict = dataclasses.replace(cal, anatomy_threshold=0.0)
+    res = assess_aligned([copy, new_lesion], images, feats, strict, channels=CHANNELS)
+    assert list(res.copy) == [True, False] and list(res.anatomy_match) == [False, True]
+    assert list(res.nearest) == [0, 0]
