@@ -972,7 +972,7 @@ class PrivacyCheck(Check):
                 "threshold_rule": f"copy threshold half-way between the {self.quantile:g}th percentile of "
                                   "disguised-copy distances (the anatomy threshold) and the smallest distinct-patient "
                                   "distance; lesion threshold half-way between the copies' 5th percentile registered "
-                                  "mask Dice and the distinct-patient matches' median; no copies when they overlap",
+                                  "mask Dice and the distinct-patient matches' 95th; no copies when they overlap",
                 "copy_rule": "a copy: aligned distance within the anatomy threshold, or within the copy threshold "
                              "with the lesion reproduced (Dice at or above the lesion threshold, or no masks); "
                              "within the copy threshold with a new lesion: an anatomy match (listed, not flagged)",

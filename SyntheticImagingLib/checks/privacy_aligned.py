@@ -11,7 +11,8 @@ both orientations, SimpleITK registration, rank / high-pass intensity normalisat
   training case and of each training case to its nearest *other* training case.
 * **Thresholds**: the *anatomy threshold* is the ``quantile`` of the copy distances; the *copy threshold* lies
   half-way between it and the smallest distinct-patient distance; the *lesion threshold* half-way between the
-  5th percentile of the copies' registered lesion-mask Dice and the median Dice of the distinct-patient matches.
+  5th percentile of the copies' registered lesion-mask Dice and the 95th percentile of the distinct-patient
+  matches' (two large tumours of different patients can overlap well after registration).
   When copy and distinct-patient distances overlap, the family cannot be told from different patients on this
   data (tiny or very noisy volumes): ``separated`` is False and no copies are called (real patients would be
   called copies of each other); the report says so.
@@ -143,7 +144,7 @@ def calibrate_aligned(real_train: Sequence[Case], real_test: Sequence[Case], *, 
                       train_images: Sequence[MatchImage], train_features: np.ndarray,
                       settings: MatchSettings = MATCH, family: DisguiseParams = DISGUISE,
                       quantile: float = 95.0, copies_total: int = 30, max_null: int = 20,
-                      gate_factor: float = 1.25, seed: int = 0) -> AlignedCalibration:
+                      gate_factor: float = 1.1, seed: int = 0) -> AlignedCalibration:
     """Copy and distinct-patient distances of a training set and the threshold between them.
 
     Args:
@@ -190,7 +191,7 @@ def calibrate_aligned(real_train: Sequence[Case], real_test: Sequence[Case], *, 
     threshold = 0.5 * (hi + lo) if separated else lo
     lesion = float("nan")
     if np.isfinite(copy_dice).any() and np.isfinite(null_dice).any():
-        lesion = 0.5 * (float(np.nanpercentile(copy_dice, 5)) + float(np.nanmedian(null_dice)))
+        lesion = 0.5 * (float(np.nanpercentile(copy_dice, 5)) + float(np.nanpercentile(null_dice, 95)))
     return AlignedCalibration(copy_distances=copy_arr, copy_fast_distances=np.asarray(copy_fast), null_distances=null_d,
                               copy_dice=copy_dice, null_dice=null_dice, threshold=threshold,
                               anatomy_threshold=min(hi, threshold), lesion_threshold=lesion, separated=separated,
