@@ -99,21 +99,23 @@ class ChecksPanel:
         if not synthetic or not real:
             return
 
-        def work(report: Report) -> tuple[Any, Any]:
-            return (self.logic.readDatasetCase(synthetic, pair.synthetic_id),
-                    self.logic.readDatasetCase(real, pair.real_id))
+        def work(report: Report) -> tuple[Any, Any, bool]:
+            # a case the check calls a copy is shown as it was compared: mirrored and registered onto its patient
+            aligned = self.logic.readAlignedCopy(folder, pair.synthetic_id)
+            left = aligned[0] if aligned else self.logic.readDatasetCase(synthetic, pair.synthetic_id)
+            return left, self.logic.readDatasetCase(real, pair.real_id), aligned is not None
 
         def done(outcome: JobOutcome) -> None:
             for nodes in self._compareCases:
                 self.logic.removeCaseNodes(nodes)
             self._compareCases = []
-            leftCase, rightCase = outcome.result["value"]
+            leftCase, rightCase, isCopy = outcome.result["value"]
             left = self.logic.caseToNodes(leftCase, showSurface=False)
             right = self.logic.caseToNodes(rightCase, showSurface=False)
             self._compareCases = [left, right]
             distance = "" if pair.distance is None else f" (distance {pair.distance:.3g})"
-            views.showCompare(left, right, f"synthetic {pair.synthetic_id}",
-                              f"nearest training case {pair.real_id}{distance}")
+            leftTitle = f"synthetic {pair.synthetic_id}" + (" COPY, registered onto the patient" if isCopy else "")
+            views.showCompare(left, right, leftTitle, f"nearest training case {pair.real_id}{distance}")
 
         self._startWork(VIEW, _("load closest pair"), work, done)
 

@@ -86,6 +86,33 @@ class ResultsLogic(CaseNodesLogic):
                 display.SetSliceIntersectionThickness(outlineThickness)
 
     @staticmethod
+    def readAlignedCopy(evaluation: str | Path, syntheticCaseId: str) -> tuple[Any, resultsLib.AlignedCopy] | None:
+        """Read (files only: the panel runs it in a worker thread) a synthetic case the privacy check calls a copy,
+        as the check compared it: mirrored if it matched that way and registered onto the training patient it
+        copies (saved on that patient's grid, so it lies over the patient as loaded from the training set). None
+        when the evaluation saved no aligned copy of this case."""
+        from SyntheticImagingLib.cases import Case
+        from SyntheticImagingLib.io import read_image
+
+        folder = Path(evaluation)
+        copy = resultsLib.aligned_copies(resultsLib.load_report(folder)).get(syntheticCaseId)
+        if copy is None:
+            return None
+        image, geometry = read_image(folder / copy.image)
+        label = (read_image(folder / copy.label)[0] > 0).astype(np.int16) if copy.label else None
+        case = Case(case_id=f"{syntheticCaseId} on {copy.training_id}", channels={"aligned": image.astype(np.float32)},
+                    geometry=geometry, label=label)
+        return case, copy
+
+    def loadAlignedCopy(self, evaluation: str | Path, syntheticCaseId: str) -> tuple[CaseNodes, Any] | None:
+        """:meth:`readAlignedCopy` as nodes (no surface); None without an aligned copy."""
+        read = self.readAlignedCopy(evaluation, syntheticCaseId)
+        if read is None:
+            return None
+        case, copy = read
+        return self.caseToNodes(case, showSurface=False), copy
+
+    @staticmethod
     def verdict(evaluation: str | Path) -> Any:
         """The evaluation's verdict block (:class:`SyntheticImagingLib.checks.summary.ReportSummary`): the one the
         report stores, else made from the report (older reports); the HTML report and the CLI show the same."""

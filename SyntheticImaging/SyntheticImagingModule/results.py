@@ -20,11 +20,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from SyntheticImagingLib.checks.report_model import EvaluationReport, read_report
+from SyntheticImagingLib.checks.report_model import AlignedCopy, EvaluationReport, read_report
 
 __all__ = ["load_report", "check_results", "typed_report", "table_rows", "report_tables", "dataset_roots",
-           "adherence_predictions", "csv_tables", "numeric_columns", "string_columns", "NearestPair", "nearest_pairs",
-           "PlotSeries", "PlotSpec", "plot_specs", "histogram_rows"]
+           "adherence_predictions", "aligned_copies", "AlignedCopy", "csv_tables", "numeric_columns",
+           "string_columns", "NearestPair", "nearest_pairs", "PlotSeries", "PlotSpec", "plot_specs",
+           "histogram_rows"]
 
 Rows = list[dict[str, Any]]
 
@@ -178,8 +179,15 @@ class NearestPair:
     distance: float | None
 
 
+def aligned_copies(report: Mapping[str, Any] | EvaluationReport) -> dict[str, AlignedCopy]:
+    """Synthetic case id -> its aligned copy (files relative to the report folder), from the privacy check's
+    ``copies`` table; empty when the check called no copies or saved no files."""
+    return typed_report(report).aligned_copies()
+
+
 def nearest_pairs(report: Mapping[str, Any] | EvaluationReport) -> list[NearestPair]:
-    """Closest training case of each synthetic case in the privacy check's first space, closest first."""
+    """Closest training case of each synthetic case, closest first: the aligned match where the privacy check
+    made one (the pair it decides copies on), else its first feature space."""
     return [NearestPair(p.synthetic_id, p.training_id, None if math.isnan(p.distance) else p.distance)
             for p in typed_report(report).closest_pairs()]
 

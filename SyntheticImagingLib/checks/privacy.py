@@ -28,8 +28,17 @@ baseline:
 * **Lesion-mask novelty**: the maximum Dice of each synthetic lesion mask against every training mask, after
   the same canonical alignment (1.0 = a training mask reproduced exactly).
 
+* **Disguised copies** (:mod:`.privacy_aligned`): each synthetic case compared with its nearest training
+  candidates after alignment (both left-right orientations, SimpleITK registration, rank / high-pass intensity
+  normalisation that bias fields and gamma do not defeat, registered lesion-mask Dice), against a threshold
+  calibrated on the disguise family generators put on what they memorize (:mod:`.disguise`: flip, rotation,
+  scale, shift, elastic, bias, gamma, noise). Each fast space alone has a blind spot that part of such a
+  disguise hits (voxel distances are not flip-invariant, the encoder is not invariant to bias, gamma and noise).
+  Every case under the threshold is named with the training patient it copies.
+
 Verdict: ``flagged`` when the memorization rate or the overfitting ratio is significantly above its baseline
-in either space (Holm-corrected over the four tests at ``alpha``). With few real cases the permutation test
+in either space (Holm-corrected over the four tests at ``alpha``), or when any synthetic case is a disguised
+copy (a per-case decision: one reproduced patient is a breach). With few real cases the permutation test
 cannot reach small p-values (its smallest is ``1 / C(n_train + n_holdout, n_train)``) and the memorization test
 carries the verdict. The closest pairs are listed and drawn side by side so a user can look at them.
 """
@@ -51,15 +60,18 @@ from scipy.special import gammaln
 
 from ..cases import Case
 from ..errors import InputError
+from .aligned_match import MATCH, MatchSettings, aligned_view
 from .base import Check, CheckContext, CheckResult, register_check
+from .disguise import DISGUISE, DisguiseParams
 from .encoder import AugmentParams, augment_batch, get_encoder, stack_cases
 from .nearest import knn
 from .prepare import cases_fingerprint
+from .privacy_aligned import AlignedResult, run_aligned
 
 __all__ = ["PrivacyCheck", "SpaceResult", "PrivacyAssessment", "COPY_AUGMENT", "SPACES", "PRIVACY_CACHE_KEY",
            "assess_privacy", "assess_space", "canonical_pose", "align_image", "voxel_features", "case_features",
            "calibration_distances", "overfitting_ratio", "ratio_permutation_test", "membership_auc",
-           "max_dice", "aligned_masks", "mask_novelty", "voxel_factor", "holm"]
+           "max_dice", "aligned_masks", "mask_novelty", "voxel_factor", "holm", "save_aligned_copies", "ALIGNED_FOLDER"]
 
 #: The "light perturbation" a copy of a training case may have: it calibrates the memorization threshold.
 COPY_AUGMENT = AugmentParams(flip_lr=0.0, rotate_deg=3.0, scale=(0.97, 1.03), translate=0.05, intensity_scale=0.1,
@@ -575,6 +587,7 @@ class PrivacyAssessment:
         train_ids: training case ids.
         holdout_ids: holdout case ids.
         synthetic_ids: synthetic case ids.
+        aligned: per-case copy detection after alignment (None: not run).
     """
 
     spaces: dict[str, SpaceResult]
@@ -586,12 +599,31 @@ class PrivacyAssessment:
     train_ids: list[str]
     holdout_ids: list[str]
     synthetic_ids: list[str]
+    aligned: AlignedResult | None = None
+
+    @property
+    def copies(self) -> list[tuple[str, str]]:
+        """``(synthetic id, training id it copies)`` of every case the aligned comparison calls a copy."""
+        if self.aligned is None:
+            return []
+        return [(self.synthetic_ids[i], self.train_ids[int(self.aligned.nearest[i])])
+                for i in np.flatnonzero(self.aligned.copy)]
 
     @property
     def reasons(self) -> list[str]:
         """The rejected tests, in words."""
-        return [f"{t['test']} in {t['space']} space ({t['statistic']:.3g} vs baseline {t['baseline']:.3g}, "
-                f"Holm p={t['p_holm']:.3g})" for t in self.tests if t["rejected"]]
+        out = []
+        for t in self.tests:
+            if not t["rejected"]:
+                continue
+            if t["space"] == "aligned":
+                named = ", ".join(f"{s} -> {r}" for s, r in self.copies[:5]) + (" ..." if len(self.copies) > 5 else "")
+                out.append(f"{t['test']} after alignment ({len(self.copies)} of {len(self.synthetic_ids)} cases at "
+                           f"or under the copy threshold {self.aligned.calibration.threshold:.3g}: {named})")
+            else:
+                out.append(f"{t['test']} in {t['space']} space ({t['statistic']:.3g} vs baseline "
+                           f"{t['baseline']:.3g}, Holm p={t['p_holm']:.3g})")
+        return out
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers and the verdict."""
@@ -605,13 +637,17 @@ class PrivacyAssessment:
         out.update({"mask_novelty_max_dice_mean": float(dice.mean()) if dice.size else float("nan"),
                     "mask_novelty_max_dice_max": float(dice.max()) if dice.size else float("nan"),
                     "mask_copied_share": float((dice >= 0.9).mean()) if dice.size else float("nan")})
+        if self.aligned is not None:
+            out.update(self.aligned.summary())
+            out["copied_training_ids"] = sorted({r for _, r in self.copies})
         return out
 
 
 def assess_privacy(real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case], *,
                    context: CheckContext, spaces: Sequence[str] = SPACES, quantile: float = 95.0,
                    alpha: float = 0.05, copies: int | None = None, factor: int | None = None,
-                   max_permutations: int = 1000) -> PrivacyAssessment:
+                   max_permutations: int = 1000, aligned: bool = True, match: MatchSettings = MATCH,
+                   family: DisguiseParams = DISGUISE) -> PrivacyAssessment:
     """Privacy numbers in each space, mask novelty and the verdict (the computation behind :class:`PrivacyCheck`).
 
     Args:
@@ -625,6 +661,10 @@ def assess_privacy(real_train: Sequence[Case], real_test: Sequence[Case], synthe
         copies: augmented copies per training case for the threshold (default: enough for >= 40 distances).
         factor: voxel-space downsampling (default: :func:`voxel_factor` of the grid).
         max_permutations: budget of the overfitting-ratio permutation test.
+        aligned: also compare each synthetic case with its nearest training cases after alignment
+            (:mod:`.privacy_aligned`); a case under the copy threshold flags the set and names its patient.
+        match: settings of the aligned comparison.
+        family: the alterations a copy may have (calibrates the aligned copy threshold).
     """
     if not spaces or set(spaces) - set(SPACES):
         raise InputError(f"unknown privacy spaces {list(spaces)}", fix=f"use some of {list(SPACES)}")
@@ -661,6 +701,11 @@ def assess_privacy(real_train: Sequence[Case], real_test: Sequence[Case], synthe
                                       calibration=memo[calib_key], quantile=quantile,
                                       max_permutations=max_permutations, seed=context.seed)
     mask_dice, mask_nearest = mask_novelty(synthetic, real_train, channels=channels)
+    aligned_res = None
+    if aligned:
+        context.progress.report("privacy", len(spaces), len(spaces) + 1, "aligned comparison")
+        aligned_res = run_aligned(real_train, real_test, synthetic, channels=channels, memo=memo, seed=context.seed,
+                                  settings=match, family=family, quantile=quantile)
     tests = []
     for res in results.values():
         tests.append({"space": res.space, "test": "memorization rate", "statistic": res.memorization_rate,
@@ -670,11 +715,17 @@ def assess_privacy(real_train: Sequence[Case], real_test: Sequence[Case], synthe
     for t, p_adj in zip(tests, holm([t["p"] for t in tests])):
         t["p_holm"] = float(p_adj)
         t["rejected"] = bool(p_adj < alpha)
+    if aligned_res is not None:
+        # a per-case decision, not a rate test: one patient reproduced is a breach; its false-alarm side is the
+        # threshold's margin below every distinct real pair (measured by bench_privacy_disguise.py)
+        tests.append({"space": "aligned", "test": "disguised copies", "statistic": aligned_res.summary()[
+            "aligned_copy_rate"], "baseline": float(aligned_res.baseline_copies.mean()), "p": float("nan"),
+            "p_holm": float("nan"), "rejected": bool(aligned_res.copy.any())})
     context.progress.report("privacy", len(spaces), len(spaces), "done")
     return PrivacyAssessment(spaces=results, mask_dice=mask_dice, mask_nearest=mask_nearest, tests=tests,
                              flagged=any(t["rejected"] for t in tests), alpha=alpha,
                              train_ids=[c.case_id for c in real_train], holdout_ids=[c.case_id for c in real_test],
-                             synthetic_ids=[c.case_id for c in synthetic])
+                             synthetic_ids=[c.case_id for c in synthetic], aligned=aligned_res)
 
 
 # ------------------------------------------------------------------------------------------------ the check
@@ -701,7 +752,30 @@ def _per_case_rows(a: PrivacyAssessment) -> list[dict[str, Any]]:
             row[f"{res.space}_closer_to_train_prob"] = float(res.overfitting_per_case[i])
         row["mask_max_dice"] = float(a.mask_dice[i])
         row["mask_nearest_training_id"] = a.train_ids[int(a.mask_nearest[i])] if a.mask_nearest[i] >= 0 else ""
+        if a.aligned is not None:
+            al = a.aligned
+            row.update({"aligned_copy": bool(al.copy[i]), "aligned_anatomy_match": bool(al.anatomy_match[i]),
+                        "aligned_training_id": a.train_ids[int(al.nearest[i])],
+                        "aligned_distance": float(al.distance[i]), "aligned_threshold": al.calibration.threshold,
+                        "aligned_mask_dice": float(al.dice[i]), "aligned_flipped": bool(al.flipped[i]),
+                        "aligned_fast_distance": float(al.fast_distance[i])})
         rows.append(row)
+    return rows
+
+
+def _copy_rows(a: PrivacyAssessment) -> list[dict[str, Any]]:
+    """One row per synthetic case the aligned comparison calls a copy: which patient, how close, which pose."""
+    al = a.aligned
+    if al is None:
+        return []
+    rows = []
+    for i in np.flatnonzero(al.copy):
+        pair = al.pairs[i]
+        rows.append({"synthetic_id": a.synthetic_ids[i], "copies_training_id": a.train_ids[int(al.nearest[i])],
+                     "aligned_distance": float(al.distance[i]), "threshold": al.calibration.threshold,
+                     "registered_mask_dice": float(al.dice[i]), "flipped_left_right": bool(al.flipped[i]),
+                     "transform": pair.transform if pair else "",
+                     "transform_parameters": " ".join(f"{v:.4g}" for v in pair.parameters) if pair else ""})
     return rows
 
 
@@ -758,6 +832,89 @@ def _pairs_figure(a: PrivacyAssessment, synthetic: Sequence[Case], real_train: S
     return path
 
 
+def _aligned_figure(a: PrivacyAssessment, synthetic: Sequence[Case], real_train: Sequence[Case], n: int,
+                    path: Path) -> Path:
+    """Each copy (else the closest aligned pairs) moved onto its training patient, beside that patient."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    al = a.aligned
+    assert al is not None
+    dist = np.nan_to_num(al.distance, nan=np.inf)
+    order = [i for i in np.argsort(dist, kind="stable") if al.pairs[i] is not None]
+    order = ([i for i in order if al.copy[i]] or order)[:n]
+    channel = real_train[0].channel_names[0]
+    fig, axes = plt.subplots(2, max(1, len(order)), figsize=(2.4 * max(1, len(order)), 5.0), squeeze=False)
+    for col, i in enumerate(order):
+        train = real_train[int(al.nearest[i])]
+        moved, lab = aligned_view(synthetic[int(i)], train, al.pairs[i], channel=channel)
+        z = int(np.argmax(train.label.reshape(train.shape[0], -1).sum(1))) if train.label is not None and \
+            train.label.any() else train.shape[0] // 2
+        views = ((moved, lab, f"syn {a.synthetic_ids[i]}{' (mirrored)' if al.flipped[i] else ''}\n"
+                  f"d={al.distance[i]:.3g}{' COPY' if al.copy[i] else ''} Dice={al.dice[i]:.2f}"),
+                 (np.asarray(train.channels[channel]), train.label, f"train {train.case_id}"))
+        for row, (image, label, title) in enumerate(views):
+            ax = axes[row, col]
+            ax.imshow(image[z], cmap="gray", vmin=-1.0, vmax=1.5, origin="lower")
+            if label is not None and label[z].any():
+                ax.contour(label[z] > 0, levels=[0.5], colors="r", linewidths=0.7)
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    for ax in axes.ravel()[2 * len(order):]:
+        ax.axis("off")
+    fig.suptitle(f"synthetic case registered onto its nearest training patient (threshold "
+                 f"{al.calibration.threshold:.3g}); {channel}, slice of largest training lesion", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+#: Sub-folder of the check's folder where aligned copies are saved (see :func:`save_aligned_copies`).
+ALIGNED_FOLDER = "aligned_copies"
+
+
+def save_aligned_copies(a: PrivacyAssessment, synthetic: Sequence[Case], real_train: Sequence[Case], folder: Path, *,
+                        limit: int = 50) -> dict[str, dict[str, str]]:
+    """Write each copy moved onto its training patient (first channel and label, the patient's prepared grid).
+
+    The prepared grid keeps the physical position, so a viewer (the Slicer module) shows the file over or beside
+    the training case as loaded from its dataset.
+
+    Args:
+        a: the assessment (with its aligned result).
+        synthetic: the synthetic cases.
+        real_train: the training cases.
+        folder: where to write ``<case>.nii.gz`` and ``<case>_label.nii.gz``.
+        limit: at most this many copies (the closest first).
+
+    Returns:
+        synthetic id -> ``{"image": file name, "label": file name or ""}``.
+    """
+    from ..io.images import write_image
+    from .adherence import prediction_file_name
+
+    al = a.aligned
+    if al is None:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    channel = real_train[0].channel_names[0]
+    for i in sorted(np.flatnonzero(al.copy), key=lambda j: al.distance[j])[:limit]:
+        train = real_train[int(al.nearest[i])]
+        moved, label = aligned_view(synthetic[int(i)], train, al.pairs[i], channel=channel)
+        name = prediction_file_name(a.synthetic_ids[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        write_image(folder / name, moved, train.geometry)
+        entry = {"image": name, "label": ""}
+        if label is not None:
+            entry["label"] = name.replace(".nii.gz", "_label.nii.gz")
+            write_image(folder / entry["label"], label.astype(np.uint8), train.geometry)
+        out[a.synthetic_ids[i]] = entry
+    return out
+
+
 @register_check
 class PrivacyCheck(Check):
     """Distance-to-closest-record, overfitting ratio, memorization, identifiability, 1-NN, MIA and mask novelty.
@@ -770,25 +927,31 @@ class PrivacyCheck(Check):
         alpha: family-wise error level of the verdict.
         closest: closest pairs listed per space (and drawn).
         figures: draw the figures.
+        aligned: also run the aligned per-case copy detection (:mod:`.privacy_aligned`).
+        save_aligned: write each copy moved onto its training patient to ``<out_dir>/aligned_copies/`` (for
+            viewing beside the patient; the ``copies`` table and ``details["aligned"]["files"]`` name the files).
     """
 
     name = "privacy"
 
     def __init__(self, *, spaces: Sequence[str] = SPACES, quantile: float = 95.0, alpha: float = 0.05,
-                 closest: int = 8, figures: bool = True) -> None:
+                 closest: int = 8, figures: bool = True, aligned: bool = True, save_aligned: bool = True) -> None:
         self.spaces = tuple(spaces)
         self.quantile = quantile
         self.alpha = alpha
         self.closest = closest
         self.figures = figures
+        self.aligned = aligned
+        self.save_aligned = save_aligned
 
     def run(self, *, real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case],
             context: CheckContext) -> CheckResult:
         """Assess the synthetic set against its training cases, with ``real_test`` as the holdout."""
         a = assess_privacy(real_train, real_test, synthetic, context=context, spaces=self.spaces,
-                           quantile=self.quantile, alpha=self.alpha)
+                           quantile=self.quantile, alpha=self.alpha, aligned=self.aligned)
         result = CheckResult(name=self.name, summary=a.summary())
         result.tables = {"closest_pairs": _closest_rows(a, self.closest), "per_synthetic_case": _per_case_rows(a),
+                         "copies": _copy_rows(a),
                          "tests": [dict(t) for t in a.tests],
                          "holdout_baseline": [{"holdout_id": hid, **{f"{r.space}_dcr": float(r.holdout_dcr[j])
                                                                      for r in a.spaces.values()}}
@@ -798,8 +961,37 @@ class PrivacyCheck(Check):
             "thresholds": {s: {"value": r.threshold, "quantile": self.quantile,
                                "calibration_distances": r.calibration.tolist()} for s, r in a.spaces.items()},
             "flag_rule": f"Holm-corrected (alpha={self.alpha}) one-sided tests: memorization rate vs distinct-real "
-                         "baseline (Fisher exact) and overfitting ratio vs 0.5 (label permutation), every space",
+                         "baseline (Fisher exact) and overfitting ratio vs 0.5 (label permutation), every space"
+                         + ("; or any synthetic case at or under the aligned copy threshold" if a.aligned else ""),
         }
+        if a.aligned is not None:
+            cal = a.aligned.calibration
+            result.details["aligned"] = {
+                "alteration_family": cal.family, "threshold": cal.threshold, "separated": cal.separated,
+                "anatomy_threshold": cal.anatomy_threshold, "lesion_dice_threshold": cal.lesion_threshold,
+                "threshold_rule": f"copy threshold half-way between the {self.quantile:g}th percentile of "
+                                  "disguised-copy distances (the anatomy threshold) and the smallest distinct-patient "
+                                  "distance; lesion threshold half-way between the copies' 5th percentile registered "
+                                  "mask Dice and the distinct-patient matches' 95th; no copies when they overlap",
+                "copy_rule": "a copy: aligned distance within the anatomy threshold, or within the copy threshold "
+                             "with the lesion reproduced (Dice at or above the lesion threshold, or no masks); "
+                             "within the copy threshold with a new lesion: an anatomy match (listed, not flagged)",
+                "copy_dice": cal.copy_dice.tolist(), "distinct_patient_dice": cal.null_dice.tolist(),
+                "copy_distances": cal.copy_distances.tolist(),
+                "distinct_patient_distances": cal.null_distances.tolist(),
+                "registration_gate_fast_distance": cal.gate}
+            if self.save_aligned and a.aligned.copy.any():
+                out_dir = Path(context.out_dir)
+                saved = save_aligned_copies(a, synthetic, real_train, out_dir / ALIGNED_FOLDER)
+                # paths relative to the report folder (evaluate gives each check the folder <report>/<check name>)
+                files = {sid: {k: f"{out_dir.name}/{ALIGNED_FOLDER}/{v}" if v else "" for k, v in entry.items()}
+                         for sid, entry in saved.items()}
+                result.details["aligned"]["files"] = files
+                result.details["aligned"]["files_grid"] = "the training patient's prepared grid (physical position " \
+                                                          "kept), first channel, normalised units"
+                for row in result.tables["copies"]:
+                    entry = files.get(row["synthetic_id"], {})
+                    row["aligned_image"], row["aligned_label"] = entry.get("image", ""), entry.get("label", "")
         if "encoder" in a.spaces:
             result.details["encoder"] = get_encoder(real_train, context=context).describe()
         if self.figures:
@@ -810,4 +1002,7 @@ class PrivacyCheck(Check):
                 result.figures[f"privacy_closest_pairs_{space}"] = _pairs_figure(
                     a, synthetic, real_train, space, min(self.closest, 6, len(synthetic)),
                     out / f"privacy_closest_pairs_{space}.png")
+            if a.aligned is not None and any(p is not None for p in a.aligned.pairs):
+                result.figures["privacy_aligned_pairs"] = _aligned_figure(a, synthetic, real_train, 6,
+                                                                          out / "privacy_aligned_pairs.png")
         return result

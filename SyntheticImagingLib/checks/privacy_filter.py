@@ -4,6 +4,9 @@ A synthetic case is dropped when its distance to the closest training record (DC
 memorization threshold, the same one the privacy check uses: a high percentile of the distance that lightly augmented
 copies of the training cases keep to their sources (:func:`~.privacy.calibration_distances`). Optionally a
 synthetic lesion mask that reproduces a training mask (max Dice at or above ``max_mask_dice``) is dropped too.
+With ``aligned`` (the default) a case the aligned comparison calls a copy of a training patient (flipped,
+registered, intensity-normalised; :mod:`.privacy_aligned`, calibrated on the training cases alone) is dropped as
+well, its patient named.
 With a ``regenerate`` callback, dropped cases are replaced by new ones, which are screened in turn.
 """
 
@@ -20,7 +23,16 @@ from ..errors import InputError
 from .base import CheckContext
 from .encoder import get_encoder
 from .nearest import knn
-from .privacy import COPY_AUGMENT, SPACES, calibration_distances, case_features, mask_novelty, voxel_factor
+from .privacy import (
+    COPY_AUGMENT,
+    PRIVACY_CACHE_KEY,
+    SPACES,
+    calibration_distances,
+    case_features,
+    mask_novelty,
+    voxel_factor,
+)
+from .privacy_aligned import run_aligned
 
 __all__ = ["privacy_filter", "calibrated_threshold", "Regenerate"]
 
@@ -60,8 +72,8 @@ def calibrated_threshold(real_train: Sequence[Case], *, context: CheckContext, s
 
 def privacy_filter(synthetic: Sequence[Case], real_train: Sequence[Case], *, threshold: float | None,
                    context: CheckContext, space: str = "voxel", max_mask_dice: float | None = None,
-                   regenerate: Regenerate | None = None, max_rounds: int = 3,
-                   quantile: float = 95.0) -> tuple[list[Case], list[dict[str, Any]]]:
+                   regenerate: Regenerate | None = None, max_rounds: int = 3, quantile: float = 95.0,
+                   aligned: bool = True) -> tuple[list[Case], list[dict[str, Any]]]:
     """Keep the synthetic cases whose DCR is above the threshold; list the others.
 
     Args:
@@ -75,10 +87,13 @@ def privacy_filter(synthetic: Sequence[Case], real_train: Sequence[Case], *, thr
         regenerate: called with ``(n_dropped, round)`` to replace dropped cases; replacements are screened too.
         max_rounds: regeneration rounds at most.
         quantile: percentile for a calibrated threshold.
+        aligned: also drop cases the aligned comparison calls copies (distinct patients for its threshold:
+            training cases against each other).
 
     Returns:
         ``(kept cases, dropped rows)``; each row gives ``synthetic_id``, ``nearest_training_id``, ``dcr``,
-        ``threshold``, ``mask_max_dice``, ``reason``, ``space`` and ``round`` (0 = the original set).
+        ``threshold``, ``mask_max_dice``, ``reason``, ``space``, ``round`` (0 = the original set) and
+        ``copies_training_id`` (the patient an aligned copy reproduces, else empty).
     """
     if space not in SPACES:
         raise InputError(f"unknown space {space!r}", fix=f"use one of {list(SPACES)}")
@@ -101,9 +116,17 @@ def privacy_filter(synthetic: Sequence[Case], real_train: Sequence[Case], *, thr
         dice = np.full(len(batch), np.nan)
         if max_mask_dice is not None:
             dice, _ = mask_novelty(batch, real_train, channels=channels)
+        copies: dict[int, tuple[str, str]] = {}
+        if aligned and len(real_train) >= 2:
+            al = run_aligned(real_train, [], batch, channels=channels, seed=context.seed,
+                             memo=context.cache.setdefault(PRIVACY_CACHE_KEY, {}), quantile=quantile)
+            for i in np.flatnonzero(al.copy):
+                patient = real_train[int(al.nearest[i])].case_id
+                copies[int(i)] = (patient, f"copies training patient {patient} after alignment (distance "
+                                           f"{al.distance[i]:.3g} <= {al.calibration.threshold:.3g})")
         n_dropped = 0
-        for case, d, j, md in zip(batch, dcr, nearest, dice):
-            reasons = []
+        for k, (case, d, j, md) in enumerate(zip(batch, dcr, nearest, dice)):
+            reasons = [copies[k][1]] if k in copies else []
             if d <= threshold:  # the privacy check's "memorized"
                 reasons.append("DCR at or under the memorization threshold")
             if max_mask_dice is not None and np.isfinite(md) and md >= max_mask_dice:
@@ -112,7 +135,8 @@ def privacy_filter(synthetic: Sequence[Case], real_train: Sequence[Case], *, thr
                 n_dropped += 1
                 dropped.append({"synthetic_id": case.case_id, "nearest_training_id": real_train[int(j)].case_id,
                                 "dcr": float(d), "threshold": float(threshold), "mask_max_dice": float(md),
-                                "reason": "; ".join(reasons), "space": space, "round": rnd})
+                                "reason": "; ".join(reasons), "space": space, "round": rnd,
+                                "copies_training_id": copies[k][0] if k in copies else ""})
             else:
                 kept.append(case)
         context.progress.report("privacy_filter", rnd + 1, max_rounds + 1, f"{n_dropped} dropped")

@@ -22,7 +22,8 @@ from typing import Any
 from ..errors import InputError
 from .base import CheckResult
 
-__all__ = ["EvaluationReport", "CheckEntry", "RegimeDice", "ClosestPair", "AdherenceRow", "read_report"]
+__all__ = ["EvaluationReport", "CheckEntry", "RegimeDice", "ClosestPair", "AlignedCopy", "AdherenceRow",
+           "read_report"]
 
 Rows = list[dict[str, Any]]
 
@@ -72,6 +73,19 @@ class ClosestPair:
     space: str
     distance: float
     memorized: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignedCopy:
+    """A synthetic case the privacy check calls a copy, moved onto the training patient it copies: the files
+    (relative to the report folder) hold it mirrored if it matched that way and registered onto the patient's
+    grid."""
+
+    synthetic_id: str
+    training_id: str
+    distance: float
+    image: str
+    label: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +151,15 @@ class EvaluationReport:
                 if c.endswith("_nearest_training_id") and c != "mask_nearest_training_id"]
 
     def closest_pairs(self, space: str | None = None) -> list[ClosestPair]:
-        """Each synthetic case with its closest training case in ``space`` (default: the check's first space),
-        closest first (the most at risk of being a copy)."""
+        """Each synthetic case with its closest training case in ``space``, closest first (the most at risk of
+        being a copy). By default the aligned match (flipped, registered, intensity-normalised: the pair the
+        check decides copies on) where the check made one, else the check's first feature space."""
         result = self.result("privacy")
+        rows = result.tables.get("per_synthetic_case", []) if result else []
+        if space in (None, "aligned") and rows and "aligned_training_id" in rows[0]:
+            aligned = [ClosestPair(str(r["synthetic_id"]), str(r["aligned_training_id"]), "aligned",
+                                   _float(r["aligned_distance"]), bool(r.get("aligned_copy", False))) for r in rows]
+            return sorted(aligned, key=lambda p: math.inf if math.isnan(p.distance) else p.distance)
         spaces = self.privacy_spaces()
         if result is None or not spaces:
             return []
@@ -156,6 +176,15 @@ class EvaluationReport:
         result = self.result("privacy")
         rows = result.tables.get("per_synthetic_case", []) if result else []
         return {space: [_float(r[f"{space}_dcr"]) for r in rows] for space in self.privacy_spaces()}
+
+    def aligned_copies(self) -> dict[str, AlignedCopy]:
+        """Synthetic case id -> its aligned copy, for the cases the privacy check calls copies and saved."""
+        result = self.result("privacy")
+        rows = result.tables.get("copies", []) if result else []
+        return {str(r["synthetic_id"]): AlignedCopy(str(r["synthetic_id"]), str(r.get("copies_training_id", "")),
+                                                    _float(r.get("aligned_distance")), str(r["aligned_image"]),
+                                                    str(r.get("aligned_label") or ""))
+                for r in rows if r.get("synthetic_id") and r.get("aligned_image")}
 
     def holdout_distances(self) -> dict[str, list[float]]:
         """Distance of every real holdout case to its closest training case, per space: the baseline a synthetic

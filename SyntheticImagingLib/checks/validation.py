@@ -149,7 +149,7 @@ def validate_privacy_check(real_cases: Sequence[Case], *, repeats: int, context:
                            copier_factory: GeneratorFactory | None = None, n_train: int | None = None,
                            n_holdout: int | None = None, n_synthetic: int | None = None, n_splits: int = 2,
                            spaces: Sequence[str] = SPACES, alpha: float = 0.05,
-                           quantile: float = 95.0) -> dict[str, Any]:
+                           quantile: float = 95.0, aligned: bool = True) -> dict[str, Any]:
     """Power (copier flagged) and false-alarm rate (honest generator flagged) of the privacy verdict.
 
     Args:
@@ -166,6 +166,7 @@ def validate_privacy_check(real_cases: Sequence[Case], *, repeats: int, context:
         spaces: privacy spaces.
         alpha: family-wise level of the verdict.
         quantile: memorization-threshold percentile.
+        aligned: run the aligned per-case copy detection too (:mod:`.privacy_aligned`).
 
     Returns:
         ``power``, ``false_alarm_rate`` (with 95 % Clopper-Pearson intervals), counts, sizes, timings, the case
@@ -197,7 +198,7 @@ def validate_privacy_check(real_cases: Sequence[Case], *, repeats: int, context:
         for kind, factory in (("copier", copier_factory), ("honest", honest_factory)):
             synthetic = list(factory(train, pool, n_synthetic, seed))
             a = assess_privacy(train, holdout, synthetic, context=context, spaces=spaces, alpha=alpha,
-                               quantile=quantile)
+                               quantile=quantile, aligned=aligned)
             row: dict[str, Any] = {"repeat": r, "split": r % len(splits), "generator": kind, "flagged": a.flagged,
                                    "reasons": "; ".join(a.reasons)}
             for space, res in a.spaces.items():
@@ -206,6 +207,11 @@ def validate_privacy_check(real_cases: Sequence[Case], *, repeats: int, context:
                             f"{space}_overfitting_ratio": res.overfitting_ratio, f"{space}_mia_auc": res.mia_auc})
             dice = a.mask_dice[np.isfinite(a.mask_dice)]
             row["mask_max_dice_mean"] = float(dice.mean()) if dice.size else float("nan")
+            if a.aligned is not None:
+                row["aligned_copies"] = int(a.aligned.copy.sum())
+                # a named patient is right when it is the source the generator copied
+                sources = {c.case_id: c.metadata.get("source") for c in synthetic}
+                row["aligned_named_right"] = all(sources.get(s) == t for s, t in a.copies)
             rows.append(row)
         context.progress.report("validate_privacy", r + 1, repeats)
     copier_hits = sum(row["flagged"] for row in rows if row["generator"] == "copier")

@@ -437,3 +437,38 @@ def test_rank_generators_passes_every_set_to_the_cli(scene, tmp_path, monkeypatc
     assert [r["generator"] for r in logic.tableRows(tables["ranking"])] == ["gan", "diffusion"]
     with pytest.raises(Exception, match="two or more"):
         logic.rankGenerators(tmp_path / "train", tmp_path / "test", [sets["gan"]], outDir=tmp_path / "out2")
+
+
+def test_aligned_copy_is_shown_as_compared(scene, tmp_path):
+    """A case the privacy check calls a copy is loaded as saved (registered onto its patient's grid) and the pair
+    to compare is the aligned match, not the encoder's nearest case."""
+    from SyntheticImagingLib.checks.base import CheckResult
+    from SyntheticImagingLib.checks.report import write_report
+    from SyntheticImagingLib.io import write_image
+
+    geometry = Geometry((4.0, 4.0, 4.0), (10.0, -20.0, 5.0))
+    image = np.random.default_rng(0).normal(size=(6, 7, 8)).astype(np.float32)
+    label = np.zeros((6, 7, 8), np.uint8)
+    label[2:4, 3:5, 3:6] = 1
+    (tmp_path / "privacy" / "aligned_copies").mkdir(parents=True)
+    write_image(tmp_path / "privacy" / "aligned_copies" / "syn_1.nii.gz", image, geometry)
+    write_image(tmp_path / "privacy" / "aligned_copies" / "syn_1_label.nii.gz", label, geometry)
+    per_case = [{"synthetic_id": "syn_1", "encoder_dcr": 0.2, "encoder_nearest_training_id": "case_5",
+                 "aligned_copy": True, "aligned_training_id": "case_2", "aligned_distance": 0.55},
+                {"synthetic_id": "syn_2", "encoder_dcr": 0.1, "encoder_nearest_training_id": "case_1",
+                 "aligned_copy": False, "aligned_training_id": "case_1", "aligned_distance": 1.2}]
+    copies = [{"synthetic_id": "syn_1", "copies_training_id": "case_2", "aligned_distance": 0.55,
+               "aligned_image": "privacy/aligned_copies/syn_1.nii.gz",
+               "aligned_label": "privacy/aligned_copies/syn_1_label.nii.gz"}]
+    write_report(tmp_path, results=[CheckResult("privacy", summary={"verdict": "flagged"},
+                                                tables={"per_synthetic_case": per_case, "copies": copies})],
+                 settings={}, data={})
+    logic = SyntheticImagingLogic()
+    pair = logic.nearestPair(tmp_path)
+    assert (pair.synthetic_id, pair.real_id, pair.distance) == ("syn_1", "case_2", 0.55)
+    nodes, copy = logic.loadAlignedCopy(tmp_path, "syn_1")
+    assert copy.training_id == "case_2"
+    assert geometryFromVolumeNode(nodes.referenceVolume).spacing == pytest.approx(geometry.spacing)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(nodes.referenceVolume), image, atol=1e-6)
+    assert nodes.segmentation is not None
+    assert logic.loadAlignedCopy(tmp_path, "syn_2") is None

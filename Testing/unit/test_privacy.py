@@ -162,7 +162,7 @@ def test_synthetic_set_equal_to_training_set(sets, tmp_path):
     """Copies of the training set: overfitting ratio 1, MIA AUC 1, identifiability 1, mask novelty 1.0."""
     train, holdout = sets["train"][:8], sets["holdout"][:8]  # equal sizes: no subsampling dilutes the ratio
     synthetic = [c.replace(case_id=f"syn_{c.case_id}") for c in train]
-    a = assess_privacy(train, holdout, synthetic, context=context(tmp_path), spaces=("voxel",))
+    a = assess_privacy(train, holdout, synthetic, context=context(tmp_path), spaces=("voxel",), aligned=False)
     res = a.spaces["voxel"]
     assert res.overfitting_ratio == pytest.approx(1.0)
     assert res.mia_auc == pytest.approx(1.0)
@@ -183,7 +183,8 @@ def test_synthetic_set_that_is_an_independent_holdout(sets, tmp_path):
     cases, and over 8 independent draws of these sets the measured spread was 0.12 (ratio) and 0.09 (AUC). The
     tolerances are about 2.5 of those; the seeds are fixed, so the test is deterministic (0.40 and 0.44 here).
     """
-    a = assess_privacy(sets["train"], sets["holdout"], sets["fresh"], context=context(tmp_path), spaces=("voxel",))
+    a = assess_privacy(sets["train"], sets["holdout"], sets["fresh"], context=context(tmp_path), spaces=("voxel",),
+                       aligned=False)
     res = a.spaces["voxel"]
     assert abs(res.overfitting_ratio - 0.5) <= 0.3
     assert abs(res.mia_auc - 0.5) <= 0.25
@@ -210,9 +211,9 @@ def test_planted_copier_is_flagged_and_fresh_lesions_are_not(sets, tmp_path):
     ctx = context(tmp_path)
     copies = copying_generator(train, 8, seed=3)
     assert all(c.metadata["source"] in {t.case_id for t in train} for c in copies)
-    assert assess_privacy(train, holdout, copies, context=ctx, spaces=("voxel",)).flagged
+    assert assess_privacy(train, holdout, copies, context=ctx, spaces=("voxel",), aligned=False).flagged
     honest = fresh_lesion_generator(sets["fresh"], 8, seed=3)
-    assert not assess_privacy(train, holdout, honest, context=ctx, spaces=("voxel",)).flagged
+    assert not assess_privacy(train, holdout, honest, context=ctx, spaces=("voxel",), aligned=False).flagged
 
 
 def test_alignment_undoes_a_shift():
@@ -229,6 +230,7 @@ def test_privacy_check_result(sets, tmp_path):
     check = get_check("privacy")
     assert isinstance(check, PrivacyCheck)
     check.spaces = ("voxel",)
+    check.aligned = False  # the aligned comparison has its own tests (test_privacy_aligned.py)
     synthetic = copying_generator(sets["train"][:4], 3, seed=0) + fresh_lesion_generator(sets["fresh"], 3, seed=0)
     result = check.run(real_train=sets["train"][:6], real_test=sets["holdout"][:5], synthetic=synthetic,
                        context=context(tmp_path))
@@ -249,7 +251,7 @@ def test_filter_drops_copies(sets, tmp_path):
     ctx = context(tmp_path)
     copies = copying_generator(train, 4, seed=1)
     honest = fresh_lesion_generator(sets["fresh"], 4, seed=1)
-    kept, dropped = privacy_filter(copies + honest, train, threshold=None, context=ctx)
+    kept, dropped = privacy_filter(copies + honest, train, threshold=None, context=ctx, aligned=False)
     assert {c.case_id for c in kept} == {c.case_id for c in honest}
     assert {r["synthetic_id"] for r in dropped} == {c.case_id for c in copies}
     assert all(r["dcr"] <= r["threshold"] and r["round"] == 0 for r in dropped)
@@ -264,18 +266,21 @@ def test_filter_drops_copies(sets, tmp_path):
         new = fresh_lesion_generator(sets["fresh"], n, seed=10 + rnd)
         return copying_generator(train, 1, seed=rnd) + new[1:] if rnd == 1 else new
 
-    kept, dropped = privacy_filter(copies + honest, train, threshold=threshold, context=ctx, regenerate=regenerate)
+    kept, dropped = privacy_filter(copies + honest, train, threshold=threshold, context=ctx, regenerate=regenerate,
+                                   aligned=False)
     assert len(kept) == 8 and calls == [(4, 1), (1, 2)]
     assert [r["round"] for r in dropped] == [0, 0, 0, 0, 1]
     # the mask criterion alone (DCR criterion switched off with a negative threshold)
-    kept, dropped = privacy_filter(copies[:1] + honest[:1], train, threshold=-1.0, context=ctx, max_mask_dice=0.9)
+    kept, dropped = privacy_filter(copies[:1] + honest[:1], train, threshold=-1.0, context=ctx, max_mask_dice=0.9,
+                                   aligned=False)
     assert [c.case_id for c in kept] == [honest[0].case_id]
     assert dropped[0]["reason"] == "lesion mask reproduces a training mask"
 
 
 def test_validation_loop_on_small_cases(sets, tmp_path):
     real = sets["train"][:12] + sets["holdout"][:4]
-    out = validate_privacy_check(real, repeats=3, context=context(tmp_path), spaces=("voxel",), n_splits=2)
+    out = validate_privacy_check(real, repeats=3, context=context(tmp_path), spaces=("voxel",), n_splits=2,
+                                 aligned=False)
     assert out["power"] == 1.0 and out["false_alarm_rate"] == 0.0
     assert out["repeats"] == 3 and len(out["rows"]) == 6
     assert out["n_train"] + out["n_holdout"] + out["n_pool"] == len(real)
@@ -284,4 +289,5 @@ def test_validation_loop_on_small_cases(sets, tmp_path):
 
 def test_privacy_needs_a_holdout(sets, tmp_path):
     with pytest.raises(InputError, match="holdout"):
-        assess_privacy(sets["train"][:3], [], sets["fresh"][:2], context=context(tmp_path), spaces=("voxel",))
+        assess_privacy(sets["train"][:3], [], sets["fresh"][:2], context=context(tmp_path), spaces=("voxel",),
+                       aligned=False)
