@@ -104,6 +104,9 @@ def test_evaluate_quick_on_brats(shared_data, tmp_path):
     assert sweep == {(n, s) for n in (2, 4, 8) for s in (False, True)}
 
     page = (out / "report.html").read_text()
-    for section in ("Overview", "Settings", "Data", "Versions", *[f"Check: {n}" for n in checks]):
-        assert section in page
+    # verdict first, pictures, then each check's details, settings folded at the bottom
+    for section in ("Useful?", "Private?", "Pictures", "Details", "Settings", "Data: ", "Versions",
+                    *[f"id='check-{n}'" for n in checks]):
+        assert section in page, section
+    assert page.index("Useful?") < page.index("Pictures") < page.index("Details") < page.index("Versions")
     assert page.count("data:image/png;base64,") >= len(UTILITY_FIGURES)
