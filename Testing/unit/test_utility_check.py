@@ -190,7 +190,7 @@ def test_evaluate_writes_report_and_guards_inputs(tiny_sets, tmp_path, monkeypat
     assert set(on_disk["data"]) == {"real_train", "real_test", "synthetic"}
     assert on_disk["data"]["real_train"]["cases"] == 4 and on_disk["versions"]["torch"]
     page = (out / "report.html").read_text()
-    assert "Check: generic" in page and "&lt;x&gt;" in page and page.count("data:image/png;base64,") >= 4
+    assert "id='check-generic'" in page and "&lt;x&gt;" in page and page.count("data:image/png;base64,") >= 4
     assert any(e.stage.startswith("utility:") for e in events)
     with pytest.raises(Exception, match="not empty"):
         ev.evaluate(real_train, real_test, copies, out_dir=out, checks=("generic",), profile=cheap)
