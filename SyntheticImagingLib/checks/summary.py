@@ -254,8 +254,12 @@ def _privacy(report: EvaluationReport) -> Verdict:
     deciding = min(tests, key=lambda t: finite(t.get("p_holm")) if finite(t.get("p_holm")) is not None else 2.0,
                    default=None)
     spaces = report.privacy_spaces()
-    pairs = report.closest_pairs() if spaces else []
+    # the fast space's closest pair, read against the holdout baseline in that space; the aligned comparison
+    # (flip + registration) has its own calibration and is reported below
+    pairs = report.closest_pairs(spaces[0]) if spaces else []
     closest = pairs[0] if pairs else None
+    copies = sorted((str(r.get("synthetic_id")), str(r.get("aligned_training_id")))
+                    for r in result.tables.get("per_synthetic_case", []) if r.get("aligned_copy"))
     space = closest.space if closest else (spaces[0] if spaces else "")
     holdout_median = s.get(f"{space}_holdout_dcr_median")
     memorized = sorted({sid for r in result.tables.get("per_synthetic_case", [])
@@ -270,8 +274,14 @@ def _privacy(report: EvaluationReport) -> Verdict:
                "closest_training_id": closest.training_id if closest else None, "closest_space": space or None,
                "closest_distance": closest.distance if closest else None,
                "holdout_distance_median": holdout_median, "threshold": s.get(f"{space}_threshold"),
-               "memorized_cases": memorized, "mask_copied_share": s.get("mask_copied_share")}
-    if deciding and s.get("flagged"):
+               "memorized_cases": memorized, "mask_copied_share": s.get("mask_copied_share"),
+               "aligned_copies": [f"{a} -> {b}" for a, b in copies], "aligned_threshold": s.get("aligned_threshold")}
+    named = ", ".join(f"{a} copies {b}" for a, b in copies[:5]) + (" ..." if len(copies) > 5 else "")
+    if copies and s.get("flagged"):
+        decided = (f"Flagged by the aligned comparison (both orientations, registered, bias/gamma-proof "
+                   f"intensities): {len(copies)} synthetic case(s) are disguised copies of training patients "
+                   f"({named}).")
+    elif deciding and s.get("flagged"):
         decided = (f"Flagged by the {deciding['test']} test in {deciding['space']} space (Holm p = "
                    f"{fmt(deciding.get('p_holm'), 2)} < alpha {fmt(s.get('alpha'), 2)}).")
     elif deciding:
@@ -287,6 +297,9 @@ def _privacy(report: EvaluationReport) -> Verdict:
                      f"case to its closest training case ({fmt(holdout_median)}); memorization threshold "
                      f"{fmt(s.get(f'{space}_threshold'))}.")
     sentence += f" {len(memorized)} case(s) under the threshold; {fmt_share(copied)} of lesion masks copied."
+    if "aligned_copies" in s and not copies:
+        sentence += (f" Aligned comparison: no disguised copy (copy threshold {fmt(s.get('aligned_threshold'))}; "
+                     f"{int(s.get('aligned_anatomy_matches') or 0)} anatomy match(es) listed, not flagged).")
     if s.get("flagged"):
         status: Status = "red"
     elif memorized or copied > 0:
@@ -296,12 +309,15 @@ def _privacy(report: EvaluationReport) -> Verdict:
     headline = {"green": "no sign of copied training cases", "amber": "not flagged, with cases to look at",
                 "red": "flagged: likely copies of training cases"}[status]
     threshold = (f"red when a memorization-rate or overfitting-ratio test rejects (Holm-corrected, alpha "
-                 f"{fmt(s.get('alpha'), 2)}); amber when not flagged but a case is under the memorization threshold "
+                 f"{fmt(s.get('alpha'), 2)}) or the aligned comparison names a disguised copy (as close to a "
+                 "training patient as its own flipped, affine/elastic-deformed, bias/gamma/noise-altered copies); "
+                 "amber when not flagged but a case is under the memorization threshold "
                  "(a high percentile of the distance an augmented copy keeps to its source) or a lesion mask "
                  "reproduces a training mask (Dice >= 0.9); green otherwise.")
+    flagged_cases = sorted({a for a, _ in copies} | set(memorized))
     next_step = "" if status == "green" else (
-        f"drop the {len(memorized)} flagged case(s) with `checks.privacy_filter` and look at the closest pairs."
-        if memorized else "look at the closest pairs below; drop cases near their training case with "
+        f"drop the {len(flagged_cases)} flagged case(s) with `checks.privacy_filter` and look at the closest pairs."
+        if flagged_cases else "look at the closest pairs below; drop cases near their training case with "
         "`checks.privacy_filter`.")
     return Verdict("privacy", "Private?", status, headline, sentence, numbers, threshold, next_step)
 

@@ -172,3 +172,17 @@ def test_cli_speaks_to_people_and_json_stays_for_scripts(sample_data, capsys):
     assert json.loads(capsys.readouterr().out)["cases"] == 10
     assert main(["--progress", "none", "--json", "info", path]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "dataset"
+
+
+def test_privacy_verdict_names_disguised_copies_of_the_aligned_comparison():
+    privacy = _privacy(flagged=False)
+    privacy.summary.update({"verdict": "flagged", "flagged": True, "aligned_copies": 1, "aligned_threshold": 0.8,
+                            "aligned_anatomy_matches": 0})
+    for row, copy in zip(privacy.tables["per_synthetic_case"], (False, True)):
+        row.update({"aligned_copy": copy, "aligned_training_id": "case_4", "aligned_distance": 0.6 if copy else 1.4})
+    verdict = _summary(privacy).verdict("privacy")
+    assert verdict.status == "red" and "Flagged by the aligned comparison" in verdict.sentence
+    assert "s1 copies case_4" in verdict.sentence and verdict.numbers["aligned_copies"] == ["s1 -> case_4"]
+    assert "drop the 1 flagged case(s)" in verdict.next_step
+    # the fast-space pair is still read against the holdout baseline of its own space
+    assert verdict.numbers["closest_space"] == "encoder" and verdict.numbers["holdout_distance_median"] == 0.25
