@@ -24,8 +24,8 @@ from SyntheticImagingLib.io.datasets import Dataset, infer_modality
 from SyntheticImagingLib.io.seg_nrrd import DEFAULT_COLORS
 from SyntheticImagingLib.tasks import get_task
 
-__all__ = ["CaseNodes", "CaseNodesLogic", "geometryFromVolumeNode", "safeId", "stamp", "ATTRIBUTE_CASE_ID",
-           "ATTRIBUTE_DATASET", "ATTRIBUTE_CHANNEL", "CT_WINDOW"]
+__all__ = ["CaseNodes", "CaseNodesLogic", "geometryFromVolumeNode", "safeId", "stamp", "segmentationDisplay",
+           "ATTRIBUTE_CASE_ID", "ATTRIBUTE_DATASET", "ATTRIBUTE_CHANNEL", "CT_WINDOW"]
 
 #: Node attribute names recording where a node came from (not set on reader-study nodes, which stay blind).
 ATTRIBUTE_CASE_ID = "SyntheticImaging.CaseId"
@@ -33,6 +33,13 @@ ATTRIBUTE_DATASET = "SyntheticImaging.Dataset"
 ATTRIBUTE_CHANNEL = "SyntheticImaging.Channel"
 #: CT brain window (width, level) in HU.
 CT_WINDOW = (80.0, 40.0)
+
+
+def segmentationDisplay(node: Any) -> Any:
+    """The display node of a segmentation node, made when it has none (nodes built by scripts may lack one)."""
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    return node.GetDisplayNode()
 
 
 def stamp() -> str:

@@ -20,7 +20,7 @@ import vtk
 from SyntheticImagingLib.errors import InputError
 
 from . import results as resultsLib
-from .nodes import ATTRIBUTE_CASE_ID, CaseNodes, CaseNodesLogic
+from .nodes import ATTRIBUTE_CASE_ID, CaseNodes, CaseNodesLogic, segmentationDisplay
 
 __all__ = ["ResultsLogic", "AdherenceCase", "ATTRIBUTE_RESULT", "PREDICTION_SEGMENT_NAME", "PREDICTION_COLOR"]
 
@@ -72,10 +72,7 @@ class ResultsLogic(CaseNodesLogic):
         for node, fill in ((caseNodes.segmentation, True), (caseNodes.prediction, False)):
             if node is None:
                 continue
-            display = node.GetDisplayNode()
-            if display is None:
-                node.CreateDefaultDisplayNodes()
-                display = node.GetDisplayNode()
+            display = segmentationDisplay(node)
             display.SetVisibility(True)
             display.SetVisibility2DFill(fill)
             display.SetVisibility2DOutline(True)

@@ -53,7 +53,8 @@ class JobRunner:
 
     Args:
         onEvent: ``onEvent(running, event)`` for every event a job reports (on the polling thread).
-        onFinished: ``onFinished(running, outcome)`` once a job ended (before its ``onSuccess``).
+        onFinished: ``onFinished(running, outcome)`` once a job ended; it runs ``running.onSuccess`` when the job
+            succeeded (the panel wraps it in its error display). Without it, the runner calls ``onSuccess``.
     """
 
     def __init__(self, *, onEvent: Callable[[RunningJob, JobEvent], None] | None = None,
@@ -102,7 +103,7 @@ class JobRunner:
             outcome = running.job.outcome()
             if self.onFinished is not None:
                 self.onFinished(running, outcome)
-            if outcome.status == "succeeded" and running.onSuccess is not None:
+            elif outcome.status == "succeeded" and running.onSuccess is not None:
                 running.onSuccess(outcome)
         return bool(self._running)
 

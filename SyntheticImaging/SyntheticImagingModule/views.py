@@ -11,6 +11,8 @@ import qt
 import slicer
 import vtk
 
+from .nodes import segmentationDisplay
+
 __all__ = ["showCase", "showAdherenceCase", "showCompare", "showResults", "openPath", "setViewTitle",
            "clearViewTitles", "COMPARE_LAYOUT_ID"]
 
@@ -46,10 +48,7 @@ def _lesionCenter(segmentationNode: Any) -> tuple[float, float, float] | None:
 
 
 def _showSegmentation(segmentationNode: Any, *, show3D: bool, viewNodeIDs: list[str] | None = None) -> None:
-    display = segmentationNode.GetDisplayNode()
-    if display is None:
-        segmentationNode.CreateDefaultDisplayNodes()
-        display = segmentationNode.GetDisplayNode()
+    display = segmentationDisplay(segmentationNode)
     display.SetVisibility(True)
     display.SetVisibility2DFill(True)
     display.SetVisibility2DOutline(True)

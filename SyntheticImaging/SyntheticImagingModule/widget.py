@@ -348,9 +348,8 @@ class SyntheticImagingWidget(DataPanel, GeneratePanel, ChecksPanel, ExportPanel,
         self.ui.progressBar.setValue(1000)
         self.ui.statusLabel.setText(_("{name}: done in {elapsed}").format(name=job.name, elapsed=elapsed))
         if running.onSuccess is not None:
-            onSuccess, running.onSuccess = running.onSuccess, None  # the runner must not call it again
             with slicer.util.tryWithErrorDisplay(_("Showing the result failed."), waitCursor=True):
-                onSuccess(outcome)
+                running.onSuccess(outcome)
 
     def onCancelJob(self) -> None:
         """Stop the latest running job: a CLI process is asked to stop (it saves its last checkpoint) and its
