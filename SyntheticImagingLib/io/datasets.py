@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..cases import TUMOR_LABELS, Case, Geometry, LabelTable, LesionKind, Modality
-from ..errors import DatasetError, GeometryError, InputError
+from ..errors import DatasetError, GeometryError, InputError, LabelError
+from ..label_roles import CONVENTIONS, convention_table
 from .atomic import atomic_dir, write_json
 from .images import IMAGE_SUFFIXES, read_image, write_image
 from .seg_nrrd import read_seg_nrrd, write_seg_nrrd
@@ -27,7 +28,31 @@ from .seg_nrrd import read_seg_nrrd, write_seg_nrrd
 __all__ = ["DatasetLayout", "CaseEntry", "Dataset", "load_dataset", "write_dataset", "load_case", "infer_modality",
            "LAYOUTS"]
 
-_LABEL_HINTS = ("label", "seg", "gt", "mask")
+#: Name tokens of label files (``GT_W``, ``OTMultiClass``, ``seg``, ``label``, ``truth``...).
+_LABEL_HINTS = ("label", "labels", "seg", "segmentation", "gt", "ot", "otmulticlass", "truth", "groundtruth",
+                "annotation", "annotations", "mask")
+#: Name tokens of an anatomy (brain or head) mask beside the images: the generators condition on it.
+_MASK_HINTS = ("brainmask", "headmask", "brain", "head", "skullstrip", "skull", "roi")
+
+
+def _tokens(path: Path) -> list[str]:
+    import re
+
+    stem = _stem(path).lower()
+    return [t for t in re.split(r"[^a-z0-9]+", stem) if t] + [stem.replace("_", "").replace("-", "")]
+
+
+def _is_anatomy_mask(path: Path) -> bool:
+    """``brainmask``, ``brain_mask``, ``head-mask``, ``*_mask*`` with brain/head: the anatomy, not a lesion label."""
+    tokens = _tokens(path)
+    joined = tokens[-1]
+    return "mask" in joined and any(h in joined for h in _MASK_HINTS)
+
+
+def _is_label_like(path: Path) -> bool:
+    tokens = _tokens(path)
+    return any(t in _LABEL_HINTS for t in tokens[:-1]) or any(tokens[-1].startswith(h) for h in ("otmulticlass",
+                                                                                                  "gt", "seg"))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -41,10 +66,13 @@ class DatasetLayout:
         modality: the modality if known (otherwise inferred from intensities).
         lesion_kind: what the labels mark.
         label_table: names of label values (default: ``{1: "tumor"}``).
+        mask: glob pattern of the anatomy (brain/head) mask, ``"auto"`` (``brainmask``, ``brain_mask``,
+            ``*head*mask*``...) or None for none.
     """
 
     channels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     label: str | None = "*label*"
+    mask: str | None = "auto"
     modality: Modality | None = None
     lesion_kind: LesionKind = LesionKind.TUMOR
     label_table: LabelTable = TUMOR_LABELS
@@ -53,6 +81,8 @@ class DatasetLayout:
 #: Named layouts (``--layout`` in the CLI).
 LAYOUTS: dict[str, DatasetLayout] = {
     "brats": DatasetLayout(channels={"FLAIR": "FLAIR.*", "T1": "T1.*"}, label="GT_W.*", modality=Modality.MR),
+    "brats2013": DatasetLayout(channels={"Flair": "Flair*", "T1c": "T1c*"}, label="OTMultiClass*",
+                               mask="brainmask*", modality=Modality.MR, label_table=CONVENTIONS["brats2013"]),
     "auto": DatasetLayout(),
 }
 
@@ -65,6 +95,7 @@ class CaseEntry:
     images: dict[str, Path]
     label: Path | None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mask: Path | None = None
 
 
 def _stem(path: Path) -> str:
@@ -144,14 +175,21 @@ def load_case(entry: CaseEntry, *, modality: Modality | None = None, lesion_kind
             if values and values != [1]:
                 table = LabelTable({v: f"label {v}" for v in values})
     elif require_label:
-        from ..errors import LabelError
-
         raise LabelError("no label file found for this case", where=entry.case_id,
                          fix="add the label file, or set the label pattern (--label-pattern) to match it")
+    brain = None
+    if entry.mask is not None:
+        mask, mgeom = read_image(entry.mask)
+        _check_same_grid(entry.case_id, ref_name, ref, f"the anatomy mask ({entry.mask.name})", (mask.shape, mgeom))
+        brain = np.asarray(mask) > 0
+        if not brain.any():
+            raise InputError(f"the anatomy mask {entry.mask.name} is empty", where=entry.case_id,
+                             fix="use the case's brain/head mask, or remove the empty file")
     if modality is None:
         modality = infer_modality(next(iter(channels.values())))
     case = Case(case_id=entry.case_id, channels=channels, geometry=ref[1], modality=modality,
-                lesion_kind=lesion_kind, label=label, label_table=table, metadata=dict(entry.metadata))
+                lesion_kind=lesion_kind, label=label, label_table=table, brain_mask=brain,
+                metadata=dict(entry.metadata))
     return case.validate(require_label=require_label)
 
 
@@ -208,7 +246,7 @@ class Dataset(Sequence[Case]):
         h = hashlib.sha256()
         for e in self.entries:
             h.update(e.case_id.encode())
-            for p in [*e.images.values(), *([e.label] if e.label else [])]:
+            for p in [*e.images.values(), *([e.label] if e.label else []), *([e.mask] if e.mask else [])]:
                 h.update(str(p.stat().st_size).encode())
         return h.hexdigest()[:16]
 
@@ -242,6 +280,8 @@ def _from_json(path: Path, layout: DatasetLayout, allow_outside_root: bool, sect
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DatasetError(f"dataset.json cannot be parsed ({err})", where=where,
                            fix="repair the JSON (e.g. check it with `python -m json.tool`)") from None
+    if isinstance(data, dict) and "channel_names" in data and not isinstance(data.get(section), list):
+        return _from_nnunet(path, data, layout)
     if not isinstance(data, dict) or not isinstance(data.get(section), list):
         raise DatasetError(f"dataset.json has no list {section!r} of cases", where=where,
                            fix='use the MSD/MONAI form: {"training": [{"image": ..., "label": ...}, ...]}')
@@ -262,15 +302,17 @@ def _from_json(path: Path, layout: DatasetLayout, allow_outside_root: bool, sect
         paths = {n: _inside(root, Path(p), allow_outside_root, where) for n, p in zip(names, images)}
         label = item.get("label")
         label_path = _inside(root, Path(label), allow_outside_root, where) if isinstance(label, str) else None
-        for p in [*paths.values(), *([label_path] if label_path else [])]:
+        mask = item.get("mask", item.get("brain_mask"))
+        mask_path = _inside(root, Path(mask), allow_outside_root, where) if isinstance(mask, str) else None
+        for p in [*paths.values(), *([label_path] if label_path else []), *([mask_path] if mask_path else [])]:
             if not p.exists():
                 raise DatasetError(f"entry {i} names a file that does not exist: {p}", where=where,
                                    fix="correct the path in dataset.json (paths are relative to its folder)")
         case_id = str(item.get("id") or _stem(Path(images[0])))
-        entries.append(CaseEntry(case_id, paths, label_path, dict(item.get("metadata", {}))))
+        entries.append(CaseEntry(case_id, paths, label_path, dict(item.get("metadata", {})), mask=mask_path))
     try:
         labels = own.get("label_table") or data.get("labels")
-        table = LabelTable.from_dict(labels) if isinstance(labels, dict) else layout.label_table
+        table = _label_table(labels) if isinstance(labels, dict) else layout.label_table
         modality = own.get("modality") or layout.modality
         return Dataset(entries, modality=modality, lesion_kind=own.get("lesion_kind", layout.lesion_kind),
                        label_table=table, root=root, info=data)
@@ -279,16 +321,65 @@ def _from_json(path: Path, layout: DatasetLayout, allow_outside_root: bool, sect
                            fix='labels as {"1": "tumor"}, modality MR or CT, lesion_kind tumor or hemorrhage') from None
 
 
+def _label_table(labels: Mapping[str, Any]) -> LabelTable:
+    """MSD ``{"1": "edema"}`` or nnU-Net v2 ``{"edema": 1}`` labels (nnU-Net region lists are skipped)."""
+    if all(isinstance(v, str) for v in labels.values()):
+        return LabelTable.from_dict(labels)
+    return LabelTable({int(v): str(k) for k, v in labels.items() if isinstance(v, int) and not isinstance(v, bool)})
+
+
+def _from_nnunet(path: Path, data: Mapping[str, Any], layout: DatasetLayout) -> Dataset:
+    """An nnU-Net v2 raw dataset: ``imagesTr/<case>_<XXXX><ending>``, ``labelsTr/<case><ending>``."""
+    root, where = path.parent, str(path)
+    ending = str(data.get("file_ending", ".nii.gz"))
+    try:
+        channels = {int(k): str(v) for k, v in dict(data["channel_names"]).items()}
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"dataset.json 'channel_names' is not {{\"0\": \"name\", ...}} ({err})",
+                           where=where) from None
+    images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
+    if not images_dir.is_dir():
+        raise DatasetError("nnU-Net dataset without an imagesTr folder", where=str(root),
+                           fix="keep dataset.json beside imagesTr/ and labelsTr/ as nnU-Net v2 lays them out")
+    cases = sorted({p.name[: -len(ending) - 5] for p in images_dir.iterdir() if p.name.endswith(f"_0000{ending}")})
+    entries = []
+    for case_id in cases:
+        images = {}
+        for index, name in sorted(channels.items()):
+            f = images_dir / f"{case_id}_{index:04d}{ending}"
+            if not f.exists():
+                raise DatasetError(f"channel {name!r} of case {case_id} is missing ({f.name})", where=str(images_dir),
+                                   fix="every case needs one file per channel_names entry")
+            images[name] = f
+        label = labels_dir / f"{case_id}{ending}"
+        entries.append(CaseEntry(case_id, images, label if label.exists() else None))
+    if not entries:
+        raise DatasetError(f"no <case>_0000{ending} file in imagesTr", where=str(images_dir))
+    labels = data.get("labels")
+    table = _label_table(labels) if isinstance(labels, dict) else layout.label_table
+    return Dataset(entries, modality=layout.modality, lesion_kind=layout.lesion_kind, label_table=table, root=root,
+                   info=dict(data))
+
+
 def _from_folder(root: Path, layout: DatasetLayout) -> Dataset:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     entries = []
     for folder in folders:
         files = sorted(p for p in folder.iterdir() if _is_image(p))
+        mask = None
+        if layout.mask:
+            masks = ([p for p in files if _is_anatomy_mask(p)] if layout.mask == "auto"
+                     else [p for p in files if fnmatch.fnmatch(p.name.lower(), layout.mask.lower())])
+            if len(masks) > 1:
+                raise DatasetError(f"several files look like the brain/head mask: {[p.name for p in masks]}",
+                                   where=str(folder), fix="keep one anatomy mask per case folder")
+            mask = masks[0] if masks else None
+            files = [p for p in files if p != mask]
         label = None
         if layout.label:
             matches = [p for p in files if fnmatch.fnmatch(p.name.lower(), layout.label.lower())]
             if layout.label == "*label*" and not matches:  # auto layout: other usual label names
-                matches = [p for p in files if any(h in _stem(p).lower() for h in _LABEL_HINTS)]
+                matches = [p for p in files if _is_label_like(p)]
             if len(matches) > 1:
                 raise DatasetError(f"several files match the label pattern {layout.label!r}: "
                                    f"{[p.name for p in matches]}", where=str(folder),
@@ -308,7 +399,7 @@ def _from_folder(root: Path, layout: DatasetLayout) -> Dataset:
             images = {_stem(p): p for p in files if p != label}
         if not images:
             continue  # not a case folder
-        entries.append(CaseEntry(folder.name, images, label))
+        entries.append(CaseEntry(folder.name, images, label, mask=mask))
     if not entries:
         raise DatasetError("no case folder with image files found", where=str(root),
                            fix="give a folder of case folders (one per case) or a dataset.json")
@@ -317,7 +408,8 @@ def _from_folder(root: Path, layout: DatasetLayout) -> Dataset:
 
 
 def load_dataset(path: str | os.PathLike[str], *, layout: DatasetLayout | str | None = None,
-                 allow_outside_root: bool = False, section: str = "training") -> Dataset:
+                 allow_outside_root: bool = False, section: str = "training",
+                 labels: LabelTable | str | None = None) -> Dataset:
     """Open a dataset: a ``dataset.json``, a folder holding one, or a folder of case folders.
 
     Args:
@@ -326,6 +418,9 @@ def load_dataset(path: str | os.PathLike[str], *, layout: DatasetLayout | str | 
         allow_outside_root: let ``dataset.json`` name files outside its folder (off: a hostile datalist cannot
             make the tool read elsewhere).
         section: which list of ``dataset.json`` to read (``training``, ``test``, ...).
+        labels: the label table to use instead of the files' own names: a :class:`LabelTable` or a named
+            convention of :data:`~SyntheticImagingLib.label_roles.CONVENTIONS` (``brats2013`` for an unnamed
+            1..4 label file). Its values must be the files' values.
 
     Example:
         >>> ds = load_dataset("../shared/data/brats2018", layout="brats")  # doctest: +SKIP
@@ -343,10 +438,14 @@ def load_dataset(path: str | os.PathLike[str], *, layout: DatasetLayout | str | 
     if path.is_file():
         if path.suffix != ".json":
             raise DatasetError("a dataset is a folder or a dataset.json file", where=str(path))
-        return _from_json(path, layout, allow_outside_root, section)
-    if (path / "dataset.json").exists():
-        return _from_json(path / "dataset.json", layout, allow_outside_root, section)
-    return _from_folder(path, layout)
+        dataset = _from_json(path, layout, allow_outside_root, section)
+    elif (path / "dataset.json").exists():
+        dataset = _from_json(path / "dataset.json", layout, allow_outside_root, section)
+    else:
+        dataset = _from_folder(path, layout)
+    if labels is not None:
+        dataset.label_table = convention_table(labels) if isinstance(labels, str) else labels
+    return dataset
 
 
 def write_dataset(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, label_format: str = "nii.gz",
