@@ -52,5 +52,6 @@ def find_channel(names: Sequence[str], wanted: str) -> str:
     hits = [n for n in names if channel_kind(n) == kind]
     if len(hits) == 1:
         return hits[0]
-    raise InputError(f"no single channel {wanted!r} among {list(names)}" + (f" (several match: {hits})" if hits else ""),
+    several = f" (several match: {hits})" if hits else ""
+    raise InputError(f"no single channel {wanted!r} among {list(names)}{several}",
                      fix="name the channel files so one of them says which sequence it is (e.g. FLAIR, T1c)")
