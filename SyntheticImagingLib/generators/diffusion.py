@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import math
 import os
+from collections.abc import Generator as GeneratorOf
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ CUDA_LATENT_128_CONFIG: dict[str, Any] = {
 
 class _LatentScale(nn.Module):
     """Holds the latent scale factor (1 / std of the latents) as a buffer, so checkpoints carry it."""
+
+    scale: torch.Tensor
+    ready: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -204,14 +208,15 @@ class DiffusionGenerator(Generator):
         c = self.config
         steps = c.inference_steps
         if c.sampler == "rflow":
-            s = self.training_scheduler()
-            s.set_timesteps(num_inference_steps=steps, input_img_size_numel=int(np.prod(self.space_shape)))
-            return s
+            flow = self.training_scheduler()
+            assert isinstance(flow, RFlowScheduler)  # the rflow sampler goes with the rflow objective (checked)
+            flow.set_timesteps(num_inference_steps=steps, input_img_size_numel=int(np.prod(self.space_shape)))
+            return flow
         if c.sampler == "ddim":
-            s = DDIMScheduler(num_train_timesteps=c.train_timesteps, schedule="scaled_linear_beta",
-                              beta_start=0.0015, beta_end=0.0195, clip_sample=not self.latent)
-            s.set_timesteps(steps)
-            return s
+            ddim = DDIMScheduler(num_train_timesteps=c.train_timesteps, schedule="scaled_linear_beta",
+                                 beta_start=0.0015, beta_end=0.0195, clip_sample=not self.latent)
+            ddim.set_timesteps(steps)
+            return ddim
         s = self.training_scheduler()  # MONAI's DDPM step assumes consecutive timesteps: use all of them
         s.set_timesteps(c.train_timesteps)
         return s
@@ -352,16 +357,21 @@ class DiffusionGenerator(Generator):
             cond = self.condition_tensor(masks.to(self.device) if masks is not None else None, 1)
             mode = "concat" if cond is not None else "crossattn"
             cfg = self.config.guidance if (masks is not None and cond is not None) else None
+            # MONAI annotates diffusion_model as DiffusionModelUNet but only calls it: here it is the synthesis
+            # wrapper (precision, layout, compilation) around one, hence the arg-type ignores below.
             if self.latent:
-                scale = float(nets["latent_scale"].scale)
-                inferer = LatentDiffusionInferer(sampler, scale_factor=scale)
-                out = inferer.sample(input_noise=noise, autoencoder_model=nets["autoencoder"], diffusion_model=unet,
+                holder, autoencoder = nets["latent_scale"], nets["autoencoder"]
+                assert isinstance(holder, _LatentScale) and isinstance(autoencoder, AutoencoderKL)
+                inferer = LatentDiffusionInferer(sampler, scale_factor=float(holder.scale))
+                out = inferer.sample(input_noise=noise, autoencoder_model=autoencoder,
+                                     diffusion_model=unet,  # type: ignore[arg-type]
                                      scheduler=sampler, conditioning=cond, mode=mode, verbose=False,
                                      cfg=cfg, cfg_fill_value=0.0)
             else:
-                out = DiffusionInferer(sampler).sample(input_noise=noise, diffusion_model=unet, scheduler=sampler,
-                                                       conditioning=cond, mode=mode, verbose=False, cfg=cfg,
-                                                       cfg_fill_value=0.0)
+                out = DiffusionInferer(sampler).sample(input_noise=noise,
+                                                       diffusion_model=unet,  # type: ignore[arg-type]
+                                                       scheduler=sampler, conditioning=cond, mode=mode, verbose=False,
+                                                       cfg=cfg, cfg_fill_value=0.0)
         assert isinstance(out, torch.Tensor)
         if masks is not None:
             out[:, self.n_image:] = masks.to(out.device)
@@ -458,7 +468,8 @@ class DiffusionGenerator(Generator):
         reporter = as_reporter(progress)
         jobs = list(lesion_jobs(n, len(self.references), seed))
         if controls is None:
-            draws: Iterator[tuple[LesionJob, Any, Any, Any]] = ((job, None, None, None) for job in jobs)
+            # a generator (not just an iterator): closing it stops the background drawing
+            draws: GeneratorOf[tuple[LesionJob, Any, Any, Any], None, None] = ((job, None, None, None) for job in jobs)
         else:  # new labels drawn ahead, in the background, while the denoiser samples
             drawer = LesionDrawer(references=self.references, controls=controls, templates=self.templates)
             draws = draw_labels(drawer, jobs, workers=self.inference.label_workers, depth=2)
@@ -497,7 +508,7 @@ class _DiffusionProgram(TrainingProgram):
 
     def make_optimizers(self, modules: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         c = self.gen.config
-        opts = {"unet": torch.optim.AdamW(modules["unet"].parameters(), lr=c.lr)}
+        opts: dict[str, torch.optim.Optimizer] = {"unet": torch.optim.AdamW(modules["unet"].parameters(), lr=c.lr)}
         if "autoencoder" in modules:
             opts["autoencoder"] = torch.optim.AdamW(modules["autoencoder"].parameters(),
                                                     lr=c.lr_autoencoder)
@@ -510,9 +521,9 @@ class _DiffusionProgram(TrainingProgram):
             return self._autoencoder_step(ctx, x)
         target_space = x
         if gen.latent:
-            ae = ctx.raw["autoencoder"]
+            ae, holder = ctx.raw["autoencoder"], ctx.raw["latent_scale"]
+            assert isinstance(ae, AutoencoderKL) and isinstance(holder, _LatentScale)
             ae.requires_grad_(False)
-            holder = ctx.raw["latent_scale"]
             with torch.no_grad():
                 z = ae.encode_stage_2_inputs(x)
                 if not bool(holder.ready):  # first diffusion step: scale latents to unit variance (all ranks agree)
@@ -534,9 +545,11 @@ class _DiffusionProgram(TrainingProgram):
             keep = (torch.rand((b, 1, 1, 1, 1), device=ctx.device) >= c.p_uncond).float()
             cond = masks * keep  # dropped conditions are zeros: the "no mask given" input
         with ctx.autocast():
-            pred = DiffusionInferer(self.scheduler)(inputs=target_space, diffusion_model=ctx.modules["unet"],
+            pred = DiffusionInferer(self.scheduler)(inputs=target_space,
+                                                    diffusion_model=ctx.modules["unet"],  # type: ignore[arg-type]  # (*)
                                                     noise=noise, timesteps=timesteps, condition=cond,
                                                     mode="concat" if cond is not None else "crossattn")
+            # (*) MONAI annotates DiffusionModelUNet, but only calls it: here DDP-wrapped in distributed runs
         target = noise if not isinstance(self.scheduler, RFlowScheduler) else target_space - noise
         loss = F.mse_loss(pred.float(), target.float())
         ctx.optimize(loss, "unet", max_grad_norm=1.0)

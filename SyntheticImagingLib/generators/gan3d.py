@@ -78,6 +78,8 @@ class _ClassMeanPrior(nn.Module):
     buffer fitted on the training data) + the network's residual, so training starts from the right contrast
     and spends its steps on texture and boundaries."""
 
+    class_means: torch.Tensor
+
     def __init__(self, net: nn.Module, *, n_lesion: int, n_out: int) -> None:
         super().__init__()
         self.net = net
@@ -568,7 +570,9 @@ class _GANProgram(TrainingProgram):
     def build(self) -> dict[str, nn.Module]:
         nets = self.gen.build_networks()
         if self.means is not None:
-            nets["generator"].class_means.copy_(torch.from_numpy(self.means))
+            prior = nets["generator"]
+            assert isinstance(prior, _ClassMeanPrior)  # means are fitted only with class_mean_prior
+            prior.class_means.copy_(torch.from_numpy(self.means))
         return nets
 
     def make_optimizers(self, modules: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
@@ -596,7 +600,8 @@ class _GANProgram(TrainingProgram):
         if c.lambda_fm > 0:
             with torch.no_grad(), ctx.autocast():
                 feats_real = disc_raw(torch.cat([cond, real], 1))
-            loss_fm = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(feats_fake[:-1], feats_real[:-1]))
+            for f, r in zip(feats_fake[:-1], feats_real[:-1]):
+                loss_fm = loss_fm + F.l1_loss(f.float(), r.float())
             loss_g = loss_g + c.lambda_fm * loss_fm
         ctx.optimize(loss_g, "generator")
         disc_raw.requires_grad_(True)

@@ -162,7 +162,8 @@ class LabelToImageGenerator(Generator):
                                 prob=1.0, rotate_range=(0.08, 0.08, 0.08), scale_range=(0.05, 0.05, 0.05),
                                 mode="nearest", padding_mode="zeros")
         elastic.set_random_state(seed=seed)
-        return np.asarray(elastic(amap[None].astype(np.float32)))[0].astype(np.uint8)
+        # MONAI annotates Tensor, its transforms take NumPy arrays as well
+        return np.asarray(elastic(amap[None].astype(np.float32)))[0].astype(np.uint8)  # type: ignore[arg-type]
 
     def _draw_image(self, amap: np.ndarray, stats: dict[str, dict[int, tuple[float, float]]],
                     spacing: Sequence[float], rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -259,7 +260,7 @@ class LabelToImageGenerator(Generator):
         arrays.update({f"template_{i}": t for i, (t, _) in enumerate(self.templates)})
         with atomic_file(directory / "anatomy.npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
+                np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub matches **arrays against allow_pickle
         return {"anatomy": "anatomy.npz", "geometries": [g.to_dict() for g in self.geometries],
                 "template_geometries": [g.to_dict() for _, g in self.templates],
                 "stats": [{ch: {str(c): list(v) for c, v in s.items()} for ch, s in st.items()} for st in self.stats]}

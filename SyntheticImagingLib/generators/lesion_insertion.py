@@ -61,7 +61,7 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
     out = {}
     for name, image in case.channels.items():
         ref_level = float(np.median(image[normal])) if normal.any() else float(np.median(image[ref.brain]))
-        target = np.full(case.shape, model.draw(rng, name, ref_level), np.float32)
+        target: np.ndarray = np.full(case.shape, model.draw(rng, name, ref_level), np.float32)
         if edema.any():  # MR edema: between normal tissue and tumour core; CT perihematomal edema: hypodense
             target[edema] = (ref_level - rng.uniform(4.0, 10.0) if case.modality == Modality.CT
                              else ref_level + 0.6 * (model.draw(rng, name, ref_level) - ref_level))

@@ -285,7 +285,7 @@ def save_masks(path: str | os.PathLike[str], masks: Sequence[tuple[np.ndarray, G
     arrays = {f"mask_{i:05d}": np.asarray(m, dtype=np.uint8) for i, (m, _) in enumerate(masks)}
     geoms = json.dumps([g.to_dict() for _, g in masks])
     buf = io.BytesIO()
-    np.savez_compressed(buf, geometries=np.array(geoms), **arrays)
+    np.savez_compressed(buf, geometries=np.array(geoms), **arrays)  # type: ignore[arg-type]  # numpy's stub matches **arrays against allow_pickle
     with atomic_file(path) as tmp:
         tmp.write_bytes(buf.getvalue())
     return {"file": path.name, "count": len(masks), "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),

@@ -463,7 +463,7 @@ class Trainer:
             return None, metrics
         path = self.preview_dir / f"step_{step:07d}.npz"
         with atomic_file(path) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
+            np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # numpy's stub matches **arrays against allow_pickle
         _preview_png(path.with_suffix(".png"), arrays)
         return path, metrics
 
