@@ -23,7 +23,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -73,7 +73,9 @@ class GridSettings:
     def from_task(cls, task: TaskPreset, *, spacing: Sequence[float] | None = None,
                   shape: Sequence[int] | None = None) -> GridSettings:
         """The task's grid, with optional spacing/shape overrides (e.g. a coarse grid for CPU tests)."""
-        return cls(spacing=tuple(spacing or task.spacing), shape=tuple(shape or task.shape), channels=task.channels,
+        # three values each: checked by __post_init__, with a clear message
+        return cls(spacing=cast("tuple[float, float, float]", tuple(spacing or task.spacing)),
+                   shape=cast("tuple[int, int, int]", tuple(shape or task.shape)), channels=task.channels,
                    modality=task.modality, label_values=tuple(task.label_table.values))
 
     def to_dict(self) -> dict[str, Any]:
