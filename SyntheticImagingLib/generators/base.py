@@ -1,7 +1,8 @@
 """The generator interface and registry: adding a generator family is adding a file.
 
-A family subclasses :class:`Generator`, sets ``family`` and ``version``, and registers itself with
-:func:`register_generator`. Every family is used the same way::
+A family subclasses :class:`Generator`, sets ``family``, ``version`` and ``config_class`` (its settings: a
+frozen :class:`~.config.GeneratorConfig` subclass; the built-in families' are in :mod:`.config`), and registers
+itself with :func:`register_generator`. Every family is used the same way::
 
     gen = create_generator("label-to-image", task="brain-tumor-mri")
     gen.fit(real_cases)                      # training-free families only collect references
