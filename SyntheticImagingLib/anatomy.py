@@ -286,8 +286,9 @@ def _inside_hull(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     nz, ny, nx, offset = (hull.equations[:, k].astype(np.float32) for k in range(4))
     up, down, flat = nz > 1e-6, nz < -1e-6, np.abs(nz) <= 1e-6
     shape = mask.shape
-    yy, xx = np.meshgrid(np.arange(shape[1], dtype=np.float32), np.arange(shape[2], dtype=np.float32), indexing="ij")
-    yy, xx = yy.ravel(), xx.ravel()
+    grid_y, grid_x = np.meshgrid(np.arange(shape[1], dtype=np.float32), np.arange(shape[2], dtype=np.float32),
+                                 indexing="ij")
+    yy, xx = grid_y.ravel(), grid_x.ravel()
     lower = np.empty(len(yy), np.float32)
     upper = np.empty(len(yy), np.float32)
     for start in range(0, len(yy), 1024):

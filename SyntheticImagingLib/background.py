@@ -13,7 +13,7 @@ import collections
 import multiprocessing
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+def prefetch(items: Iterable[T], depth: int = 1) -> Generator[T, None, None]:
     """Produce ``items`` in a background thread, up to ``depth`` ahead of the consumer, in the same order.
 
     Synthesis draws the next lesion masks (NumPy/SciPy) while the network renders the current ones (PyTorch
@@ -76,7 +76,8 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
 
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int, depth: int = 2,
-                initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()) -> Iterator[R]:
+                initializer: Callable[..., None] | None = None,
+                initargs: tuple[Any, ...] = ()) -> Generator[R, None, None]:
     """``fn`` over ``items`` in ``workers`` spawned processes, yielded in input order.
 
     Args:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import sample_ct_head, sample_dataset, synthesize
+from .cases import Case, LesionKind
 from .export import export_dicom_dataset
 from .io.atomic import write_json
 from .io.datasets import load_dataset, write_dataset
@@ -51,7 +52,7 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
     real = sample_dataset()
     train = real.subset(DEMO_TRAIN_IDS)
     train_cases = list(train)
-    tumour = LesionControls(kind="tumor", volume_ml=(15.0, 60.0), count=1)
+    tumour = LesionControls(kind=LesionKind.TUMOR, volume_ml=(15.0, 60.0), count=1)
     outputs: dict[str, str] = {}
     for family in ("lesion-insertion", "label-to-image"):
         path = synthesize(family, n, seed=seed, controls=tumour, task="brain-tumor-mri", data=train_cases,
@@ -59,14 +60,15 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
                           progress=reporter.child(f"mri:{family}"))
         outputs[f"mri_tumor_{family}"] = str(path)
     ct = [sample_ct_head()]
-    hemorrhage = LesionControls(kind="hemorrhage", volume_ml=(8.0, 40.0), count=1, subtypes=HEMORRHAGE_SUBTYPES,
-                                use_templates=False)
+    hemorrhage = LesionControls(kind=LesionKind.HEMORRHAGE, volume_ml=(8.0, 40.0), count=1,
+                                subtypes=HEMORRHAGE_SUBTYPES, use_templates=False)
     if checks:
         # No real labelled hemorrhage CT can be bundled: knowledge-based cases on the real CT anatomy stand in
         # for the user's own labelled CTs as the reference the CT checks compare against (split by case).
-        reference = synthesize("lesion-insertion", CT_REFERENCE_CASES, seed=seed + 1000, controls=hemorrhage,
-                               task="head-hemorrhage-ct", data=ct, progress=reporter.child("ct:reference"))
-        reference = [c.replace(case_id=f"ct_reference_{i:02d}") for i, c in enumerate(reference)]
+        drawn = synthesize("lesion-insertion", CT_REFERENCE_CASES, seed=seed + 1000, controls=hemorrhage,
+                           task="head-hemorrhage-ct", data=ct, progress=reporter.child("ct:reference"))
+        assert isinstance(drawn, list)  # no out folder: the cases themselves
+        reference: list[Case] = [c.replace(case_id=f"ct_reference_{i:02d}") for i, c in enumerate(drawn)]
         path = write_dataset(reference, out / "ct_reference_knowledge_based", overwrite=overwrite,
                              info={"note": "stand-in for real labelled hemorrhage CT: knowledge-based lesions on "
                                            "the real head-CT template"})
@@ -78,7 +80,8 @@ def run_demo(out_dir: str | os.PathLike[str], *, n: int = 4, seed: int = 0, over
 
     dicom = reporter.child("dicom")
     studies = export_dicom_dataset(
-        [*load_dataset(outputs["mri_tumor_lesion-insertion"]), *load_dataset(path)], out / "dicom",
+        [*load_dataset(outputs["mri_tumor_lesion-insertion"]),
+         *load_dataset(outputs["ct_hemorrhage_lesion-insertion"])], out / "dicom",
         patient_prefix="SYNTHDEMO", progress=lambda done, total, msg: dicom.report("export", done, total, msg))
     outputs["dicom"] = str(out / "dicom")
     if checks:

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -186,6 +187,6 @@ class IntensityMap:
         return {"modality": self.modality.value, "scales": dict(self.scales)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> IntensityMap:
+    def from_dict(cls, d: Mapping[str, Any]) -> IntensityMap:
         """Inverse of :meth:`to_dict`."""
         return cls(Modality(d["modality"]), {str(k): float(v) for k, v in dict(d.get("scales", {})).items()})

@@ -88,6 +88,7 @@ def label_adherence(model: TrainedSegmenter, cases: Sequence[Case], *, min_lesio
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     for case, pred in zip(cases, segment(model, cases)):
+        assert case.label is not None  # checked above
         ref = case.label > 0
         det = lesion_detection(pred, ref, min_size_voxels=min_lesion_voxels)
         ml = case.geometry.voxel_volume_ml

@@ -29,13 +29,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from ..cases import Case
 from ..errors import InputError
+from ..triples import float3
 from .nearest import knn
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 __all__ = ["MatchSettings", "MATCH", "MatchImage", "PairMatch", "normalise_for_matching", "match_factor",
            "match_images", "fast_features", "candidate_pairs", "compare_pair", "aligned_nearest", "NearestAligned",
@@ -194,7 +199,7 @@ def match_images(cases: Sequence[Case], *, channels: Sequence[str], settings: Ma
         label = None
         if case.label is not None:
             label = _block_mean((np.asarray(case.label) > 0)[None].astype(np.float32), factor)[0] >= 0.5
-        out.append(MatchImage(norm, head, label, spacing, origin))
+        out.append(MatchImage(norm, head, label, float3(spacing), float3(origin)))
     return out
 
 
@@ -288,14 +293,21 @@ def _centre_mm(m: MatchImage) -> np.ndarray:
     return (com * np.asarray(m.spacing_zyx, float) + np.asarray(m.origin_zyx, float))[::-1]
 
 
+def _new_transform(kind: str) -> sitk.Euler3DTransform | sitk.Similarity3DTransform | sitk.AffineTransform:
+    """An identity SimpleITK transform of ``kind`` (``rigid``, ``similarity`` or ``affine``), in 3D."""
+    import SimpleITK as sitk
+
+    if kind == "affine":
+        return sitk.AffineTransform(3)
+    return sitk.Similarity3DTransform() if kind == "similarity" else sitk.Euler3DTransform()
+
+
 def _register(fixed: MatchImage, moving: MatchImage, settings: MatchSettings):  # noqa: ANN202
     import SimpleITK as sitk
 
     f_img = _sitk_image(fixed.image.mean(0), fixed.spacing_zyx, fixed.origin_zyx)
     m_img = _sitk_image(moving.image.mean(0), moving.spacing_zyx, moving.origin_zyx)
-    transform = {"rigid": sitk.Euler3DTransform, "similarity": sitk.Similarity3DTransform,
-                 "affine": sitk.AffineTransform}[settings.transform]
-    init = transform() if settings.transform != "affine" else transform(3)
+    init = _new_transform(settings.transform)
     centre = _centre_mm(fixed)
     init.SetCenter(tuple(float(v) for v in centre))
     init.SetTranslation(tuple(float(v) for v in _centre_mm(moving) - centre))
@@ -365,8 +377,7 @@ def aligned_view(synthetic: Case, train: Case, pair: PairMatch, *, channel: str)
     """
     import SimpleITK as sitk
 
-    transform = {"rigid": sitk.Euler3DTransform, "similarity": sitk.Similarity3DTransform,
-                 "affine": lambda: sitk.AffineTransform(3)}[pair.transform]()
+    transform = _new_transform(pair.transform)
     transform.SetFixedParameters(pair.fixed_parameters)
     transform.SetParameters(pair.parameters)
     image = np.asarray(synthetic.channels[channel], np.float32)

@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from ..cases import Case
 from ..errors import InputError
+from ..triples import float3
 
 __all__ = ["DisguiseParams", "DISGUISE", "DrawnDisguise", "draw_disguise", "disguise_case", "disguised_copies"]
 
@@ -127,9 +128,9 @@ def draw_disguise(rng: np.random.Generator, params: DisguiseParams = DISGUISE) -
     """
     lo, hi = math.log(params.gamma[0]), math.log(params.gamma[1])
     return DrawnDisguise(flip=bool(rng.random() < params.flip_lr),
-                         angles_deg=tuple(float(v) for v in rng.uniform(-params.rotate_deg, params.rotate_deg, 3)),
+                         angles_deg=float3(rng.uniform(-params.rotate_deg, params.rotate_deg, 3)),
                          scale=float(1.0 + rng.uniform(-params.scale, params.scale)),
-                         shift_mm=tuple(float(v) for v in rng.uniform(-params.shift_mm, params.shift_mm, 3)),
+                         shift_mm=float3(rng.uniform(-params.shift_mm, params.shift_mm, 3)),
                          elastic_mm=float(rng.uniform(0.0, params.elastic_mm)),
                          bias=float(rng.uniform(0.0, params.bias)), gamma=float(math.exp(rng.uniform(lo, hi))),
                          noise=float(rng.uniform(0.0, params.noise_std)), seed=int(rng.integers(2**31)))

@@ -307,8 +307,8 @@ class FeatureEncoder:
             raise CheckpointError(f"encoder file format {meta.get('format')!r}, this version reads {ENCODER_FORMAT}",
                                   where=str(path), fix="delete the file; the encoder is retrained on the next run")
         cfg = dict(meta["config"])
-        cfg["augment"] = AugmentParams(**{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in cfg["augment"].items()})
+        augment: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()}
+        cfg["augment"] = AugmentParams(**augment)
         cfg["widths"] = tuple(cfg["widths"])
         enc = cls(config=EncoderConfig(**cfg), channel_names=meta["channels"], shape=meta["shape"],
                   fingerprint=meta["fingerprint"], device=device)

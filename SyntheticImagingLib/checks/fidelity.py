@@ -297,9 +297,9 @@ def _figure(path: Path, emb: dict[str, np.ndarray], hist: dict[str, dict[tuple[s
     axes[1].set_title(f"{channel} intensities by region")
     axes[1].set_xlabel("normalised intensity")
     axes[1].legend(fontsize=7)
-    data = [v for v in ssim.values() if v.size]
-    if data:
-        axes[2].boxplot(data, tick_labels=[k for k, v in ssim.items() if v.size])
+    boxes = [v for v in ssim.values() if v.size]
+    if boxes:
+        axes[2].boxplot(boxes, tick_labels=[k for k, v in ssim.items() if v.size])
     axes[2].set_title("pairwise MS-SSIM within each set (higher = less diverse)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -21,7 +21,7 @@ METHODS_CHECKS = ("utility", "adherence", "privacy", "fidelity")
 def _segmenter(details: Mapping[str, Any]) -> str:
     seg = details.get("segmenter") or {}
     cfg = seg.get("config", seg) if isinstance(seg, Mapping) else {}
-    arch = {"unet": "3D U-Net (MONAI UNet)", "segresnet": "3D SegResNet (MONAI)"}.get(cfg.get("architecture"),
+    arch = {"unet": "3D U-Net (MONAI UNet)", "segresnet": "3D SegResNet (MONAI)"}.get(str(cfg.get("architecture")),
                                                                                     "3D segmenter (MONAI)")
     feats = cfg.get("features")
     return (f"a {arch}" + (f" with {list(feats)} feature maps" if feats else "")

@@ -372,18 +372,20 @@ def max_dice(masks: Sequence[np.ndarray | None], references: Sequence[np.ndarray
     """
     out_d = np.full(len(masks), np.nan)
     out_i = np.full(len(masks), -1, np.int64)
-    ref_idx = [i for i, r in enumerate(references) if r is not None and r.any()]
+    present_refs = {i: r for i, r in enumerate(references) if r is not None and r.any()}
+    ref_idx = list(present_refs)
     if not ref_idx:
         return out_d, out_i
-    q_idx = [i for i, mk in enumerate(masks) if mk is not None and mk.any()]
+    present = {i: mk for i, mk in enumerate(masks) if mk is not None and mk.any()}
+    q_idx = list(present)
     for qs in range(0, len(q_idx), block_size):
         qi = q_idx[qs:qs + block_size]
-        q = torch.from_numpy(np.stack([masks[i].ravel() for i in qi]).astype(np.float32))
+        q = torch.from_numpy(np.stack([present[i].ravel() for i in qi]).astype(np.float32))
         best_d = torch.full((len(qi),), -1.0)
         best_i = torch.full((len(qi),), -1, dtype=torch.int64)
         for rs in range(0, len(ref_idx), block_size):
             ri = ref_idx[rs:rs + block_size]
-            r = torch.from_numpy(np.stack([references[i].ravel() for i in ri]).astype(np.float32))
+            r = torch.from_numpy(np.stack([present_refs[i].ravel() for i in ri]).astype(np.float32))
             dice = 2 * (q @ r.T) / (q.sum(1, keepdim=True) + r.sum(1)[None, :])
             val, arg = dice.max(1)
             better = val > best_d
@@ -617,6 +619,7 @@ class PrivacyAssessment:
             if not t["rejected"]:
                 continue
             if t["space"] == "aligned":
+                assert self.aligned is not None  # an aligned test comes with its aligned result
                 named = ", ".join(f"{s} -> {r}" for s, r in self.copies[:5]) + (" ..." if len(self.copies) > 5 else "")
                 out.append(f"{t['test']} after alignment ({len(self.copies)} of {len(self.synthetic_ids)} cases at "
                            f"or under the copy threshold {self.aligned.calibration.threshold:.3g}: {named})")
@@ -706,7 +709,7 @@ def assess_privacy(real_train: Sequence[Case], real_test: Sequence[Case], synthe
         context.progress.report("privacy", len(spaces), len(spaces) + 1, "aligned comparison")
         aligned_res = run_aligned(real_train, real_test, synthetic, channels=channels, memo=memo, seed=context.seed,
                                   settings=match, family=family, quantile=quantile)
-    tests = []
+    tests: list[dict[str, Any]] = []
     for res in results.values():
         tests.append({"space": res.space, "test": "memorization rate", "statistic": res.memorization_rate,
                       "baseline": res.baseline_memorization_rate, "p": res.memorization_p})
@@ -903,7 +906,10 @@ def save_aligned_copies(a: PrivacyAssessment, synthetic: Sequence[Case], real_tr
     channel = real_train[0].channel_names[0]
     for i in sorted(np.flatnonzero(al.copy), key=lambda j: al.distance[j])[:limit]:
         train = real_train[int(al.nearest[i])]
-        moved, label = aligned_view(synthetic[int(i)], train, al.pairs[i], channel=channel)
+        pair = al.pairs[i]
+        if pair is None:  # not registered: nothing to show
+            continue
+        moved, label = aligned_view(synthetic[int(i)], train, pair, channel=channel)
         name = prediction_file_name(a.synthetic_ids[i])
         folder.mkdir(parents=True, exist_ok=True)
         write_image(folder / name, moved, train.geometry)

@@ -174,7 +174,7 @@ def calibrate_aligned(real_train: Sequence[Case], real_test: Sequence[Case], *, 
         d, _, flip = candidate_pairs(feats[None], train_features[int(j)][None], k=1)
         copy_fast.append(float(d[0, 0]))
         copy_pairs.append(compare_pair(image, train_images[int(j)], flipped=bool(flip[0, 0]), settings=settings))
-    null: list[PairMatch] = []
+    null: list[PairMatch | None] = []  # None: a pair that was not registered
     if real_test:
         pick = rng.permutation(len(real_test))[:max_null]
         test_images = match_images([real_test[int(i)] for i in pick], channels=channels, settings=settings)

@@ -46,6 +46,11 @@ def _status(summary: ReportSummary | None, key: str) -> str:
     return v.status if v else "grey"
 
 
+def _headline(summary: ReportSummary | None, key: str) -> str:
+    v = summary.verdict(key) if summary else None
+    return v.headline if v else "not checked"
+
+
 def summarize_ranking(folder: str | os.PathLike[str]) -> RankingSummary:
     """Read ``ranking.json`` and every generator's report; choose the recommended generator.
 
@@ -83,7 +88,7 @@ def summarize_ranking(folder: str | os.PathLike[str]) -> RankingSummary:
 def _overlaps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     lo_a, hi_a = a.get("utility_tstr_dice_lo"), a.get("utility_tstr_dice_hi")
     lo_b, hi_b = b.get("utility_tstr_dice_lo"), b.get("utility_tstr_dice_hi")
-    if None in (lo_a, hi_a, lo_b, hi_b):
+    if lo_a is None or hi_a is None or lo_b is None or hi_b is None:
         return True
     return lo_a <= hi_b and lo_b <= hi_a
 
@@ -143,7 +148,7 @@ def render_ranking_page(folder: str | os.PathLike[str]) -> str:
         cells = "".join(f"<td>{_e(c)}</td>" for c in _cells(row, summary))
         lights = "".join(
             f"<td><span class='dot' style='background:{_COLOURS[_status(summary, k)]}' "
-            f"title='{_e(summary.verdict(k).headline if summary and summary.verdict(k) else 'not checked')}'>"
+            f"title='{_e(_headline(summary, k))}'>"
             f"</span>{_e(_status(summary, k))}</td>" for k in _KEYS)
         link = f"<td><a href='{_e(row.get('report', name + '/report.html'))}'>report</a></td>"
         body.append(f"<tr class='{'rec' if rec else ''}' data-generator='{_e(name)}'>{cells}{lights}{link}</tr>")

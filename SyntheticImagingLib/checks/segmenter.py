@@ -334,6 +334,7 @@ def _segment_one(model: TrainedSegmenter, net: torch.nn.Module, case: Case) -> n
     x = torch.from_numpy(images).to(dev)
     with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
         logits = inferer(x, net)
+    assert isinstance(logits, torch.Tensor)  # one output head: a tensor, not a tuple or dict
     pred = torch.argmax(logits, dim=1)[0].to("cpu").numpy().astype(np.uint8)
     return np.ascontiguousarray(pred[: shape[0], : shape[1], : shape[2]])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -139,7 +140,8 @@ def compare_paired(a: Sequence[float], b: Sequence[float], *, confidence: float 
             "wilcoxon_statistic": wil["statistic"], "wilcoxon_p": wil["p_value"], "n_pairs": boot["n"]}
 
 
-def isotonic_increasing(values: Sequence[float], weights: Sequence[float] | None = None) -> np.ndarray:
+def isotonic_increasing(values: Sequence[float] | np.ndarray,
+                        weights: Sequence[float] | None = None) -> np.ndarray:
     """Least-squares non-decreasing fit (pool-adjacent-violators).
 
     Args:
@@ -162,7 +164,7 @@ def isotonic_increasing(values: Sequence[float], weights: Sequence[float] | None
     return np.concatenate([np.full(int(c), m) for m, _, c in blocks]) if blocks else y
 
 
-def real_equivalent(sizes: Sequence[float], scores: Sequence[float], target: float) -> dict[str, object]:
+def real_equivalent(sizes: Sequence[float], scores: Sequence[float], target: float) -> dict[str, Any]:
     """How many real cases give the score ``target``, on a real-only size sweep.
 
     The sweep is made monotone (:func:`isotonic_increasing`; more real data is assumed not to hurt, so a dip is

@@ -251,8 +251,11 @@ def _privacy(report: EvaluationReport) -> Verdict:
         return _not_run(report, "privacy", "Private?", "nearest training case, memorization and membership tests")
     s = result.summary
     tests = result.tables.get("tests", [])
-    deciding = min(tests, key=lambda t: finite(t.get("p_holm")) if finite(t.get("p_holm")) is not None else 2.0,
-                   default=None)
+    def p_holm(test: dict[str, Any]) -> float:
+        p = finite(test.get("p_holm"))
+        return 2.0 if p is None else p
+
+    deciding = min(tests, key=p_holm, default=None)
     spaces = report.privacy_spaces()
     # the fast space's closest pair, read against the holdout baseline in that space; the aligned comparison
     # (flip + registration) has its own calibration and is reported below
@@ -291,7 +294,8 @@ def _privacy(report: EvaluationReport) -> Verdict:
         decided = f"{str(s.get('verdict', '')).capitalize()}."
     sentence = decided
     if closest:
-        ratio = closest.distance / holdout_median if finite(holdout_median) else None
+        median = finite(holdout_median)
+        ratio = closest.distance / median if median else None
         sentence += (f" The closest pair ({closest.synthetic_id} / {closest.training_id}, {space} space) is "
                      f"{fmt(closest.distance)} apart, {fmt(ratio, 2)}x the median distance of a real holdout "
                      f"case to its closest training case ({fmt(holdout_median)}); memorization threshold "

@@ -203,7 +203,7 @@ class UtilityCheck(Check):
         candidates += [(f"R{r.n_real}+S", "TRTR" if r.n_real == len(real_train) else f"R{r.n_real}")
                        for r in regimes if r.sweep and r.kind == "real+synthetic"]
         # a regime trained exactly like one already compared (R8+S = R+S x1 with 8+8 cases) adds nothing
-        trainings = {reg.name: [] for reg in regimes}
+        trainings: dict[str, list[tuple[int, tuple[int, ...], tuple[int, ...]]]] = {reg.name: [] for reg in regimes}
         for reg, s, real_idx, syn_idx in plan:
             trainings[reg.name].append((s, real_idx, syn_idx))
         pairs: list[tuple[str, str]] = []
@@ -222,15 +222,15 @@ class UtilityCheck(Check):
         equivalent["text"] = _equivalent_text(equivalent, len(synthetic))
         sweep_rows: list[dict[str, Any]] = []
         for r in sorted((r for r in regimes if r.sweep), key=lambda r: (r.n_real, r.kind)):
-            st = stats_by_regime[r.name]["dice"]
-            row: dict[str, Any] = {"n_real": r.n_real, "with_synthetic": r.kind != "real",
-                                   "n_synthetic": r.n_synthetic, "regime": r.name, "dice": st["mean"],
-                                   "dice_lo": st["lo"], "dice_hi": st["hi"]}
+            dice_stats = stats_by_regime[r.name]["dice"]
+            sweep_row: dict[str, Any] = {"n_real": r.n_real, "with_synthetic": r.kind != "real",
+                                         "n_synthetic": r.n_synthetic, "regime": r.name, "dice": dice_stats["mean"],
+                                         "dice_lo": dice_stats["lo"], "dice_hi": dice_stats["hi"]}
             if r.kind != "real":
-                eq = real_equivalent(sizes, curve, st["mean"])
-                row.update(real_equivalent=eq["value"], real_equivalent_outcome=eq["outcome"],
-                           synthetic_gain_cases=None if eq["value"] is None else eq["value"] - r.n_real)
-            sweep_rows.append(row)
+                eq = real_equivalent(sizes, curve, dice_stats["mean"])
+                sweep_row.update(real_equivalent=eq["value"], real_equivalent_outcome=eq["outcome"],
+                                 synthetic_gain_cases=None if eq["value"] is None else eq["value"] - r.n_real)
+            sweep_rows.append(sweep_row)
 
         summary: dict[str, Any] = {
             "seeds": n_seeds, "real_train_cases": len(real_train), "real_test_cases": len(real_test),
@@ -272,6 +272,7 @@ class UtilityCheck(Check):
         preds = segment(model, real_test)
         rows = []
         for case, pred in zip(real_test, preds):
+            assert case.label is not None  # test cases are checked for labels on entry
             m = segmentation_metrics(pred, case.label, spacing_zyx=case.geometry.spacing_zyx,
                                      min_lesion_voxels=min_voxels)
             rows.append({"case_id": case.case_id, **m})

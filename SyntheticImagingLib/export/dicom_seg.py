@@ -164,7 +164,7 @@ def build_segmentation(
 
 
 def _sorted_image_headers(folder: Path) -> list[Dataset]:
-    headers = []
+    headers: list[pydicom.Dataset] = []
     for f in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
             ds = pydicom.dcmread(f, stop_before_pixels=True)

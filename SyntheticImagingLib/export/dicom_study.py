@@ -323,10 +323,10 @@ def _mark_synthetic(ds: Dataset, study: _Study) -> None:
 
 def _file_meta(sop_class_uid: str, sop_instance_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     return meta
 
@@ -505,7 +505,7 @@ def _write_segmentation(case: Case, study: _Study, source: Sequence[Dataset], so
         for item in frame.get("DerivationImageSequence", []):
             item.DerivationDescription = prov.derivation_description()
     _use_own_uids(seg)
-    seg.file_meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    seg.file_meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     seg.file_meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     folder.mkdir(parents=True, exist_ok=False)
     seg.save_as(folder / "00001.dcm", enforce_file_format=True)

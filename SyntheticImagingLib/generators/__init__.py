@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Generator", "available_generators", "create_generator", "load_generator", "register_generator"]
+__all__ = ["Generator", "available_generators", "create_generator", "load_generator", "register_generator",
+           "GeneratorConfig", "GanConfig", "DiffusionConfig", "LabelToImageConfig", "LesionInsertionConfig"]
 
 _FROM_BASE = {"Generator", "create_generator", "load_generator", "register_generator"}
+#: The families' settings classes (their module imports neither torch nor MONAI).
+_FROM_CONFIG = {"GeneratorConfig", "GanConfig", "DiffusionConfig", "LabelToImageConfig", "LesionInsertionConfig"}
 
 
 def available_generators() -> list[str]:
@@ -24,4 +27,6 @@ def available_generators() -> list[str]:
 def __getattr__(name: str) -> Any:
     if name in _FROM_BASE:
         return getattr(importlib.import_module(".base", __name__), name)
+    if name in _FROM_CONFIG:
+        return getattr(importlib.import_module(".config", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

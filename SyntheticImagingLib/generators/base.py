@@ -1,7 +1,8 @@
 """The generator interface and registry: adding a generator family is adding a file.
 
-A family subclasses :class:`Generator`, sets ``family`` and ``version``, and registers itself with
-:func:`register_generator`. Every family is used the same way::
+A family subclasses :class:`Generator`, sets ``family``, ``version`` and ``config_class`` (its settings: a
+frozen :class:`~.config.GeneratorConfig` subclass; the built-in families' are in :mod:`.config`), and registers
+itself with :func:`register_generator`. Every family is used the same way::
 
     gen = create_generator("label-to-image", task="brain-tumor-mri")
     gen.fit(real_cases)                      # training-free families only collect references
@@ -27,6 +28,7 @@ from ..lesions.controls import LesionControls
 from ..progress import ProgressCallback, Reporter
 from ..registry import GENERATORS
 from ..tasks import TaskPreset, get_task
+from .config import GeneratorConfig
 from .inference import InferenceNetwork, InferenceSettings, resolve_precision
 
 if TYPE_CHECKING:
@@ -53,29 +55,33 @@ class Generator(abc.ABC):
 
     Args:
         task: task preset name or object (modality, channels, lesion kind, grid).
-        config: family-specific settings (JSON-serialisable), recorded in the model card.
+        config: the family's settings (an instance of ``config_class``; None: the defaults), recorded in the
+            model card.
+        **settings: single settings by name, applied over ``config`` (the form model cards and the command
+            line use); an unknown name raises :class:`~SyntheticImagingLib.errors.InputError`.
     """
 
     family: ClassVar[str]
     version: ClassVar[str] = "1"
     trainable: ClassVar[bool] = False
+    #: The family's settings class (a frozen dataclass, see :mod:`.config`).
+    config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    config: GeneratorConfig
 
-    def __init__(self, *, task: str | TaskPreset = "brain-tumor-mri", **config: Any) -> None:
+    def __init__(self, *, task: str | TaskPreset = "brain-tumor-mri", config: GeneratorConfig | None = None,
+                 **settings: Any) -> None:
         self.task = get_task(task) if isinstance(task, str) else task
-        self.config: dict[str, Any] = {**self.default_config(), **config}
-        unknown = set(config) - set(self.default_config())
-        if unknown:
-            raise InputError(f"unknown settings for generator {self.family!r}: {sorted(unknown)}",
-                             fix=f"known settings: {sorted(self.default_config())}")
+        if config is not None and not isinstance(config, self.config_class):
+            raise InputError(f"generator {self.family!r} takes {self.config_class.__name__} settings, "
+                             f"not {type(config).__name__}", fix=f"pass {self.config_class.__name__}(...)")
+        if config is None:
+            self.config = self.config_class.from_dict(settings)
+        else:
+            self.config = config.replace(**settings) if settings else config
         self.training: dict[str, Any] = {}
         self.inference = InferenceSettings(device="cpu")
         self.device: torch.device = InferenceSettings(device="cpu").resolve()
         self._wrapped: dict[int, tuple[tuple[Any, ...], InferenceNetwork]] = {}  # by id of the trained network
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        """The family's settings and their defaults."""
-        return {}
 
     @abc.abstractmethod
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
@@ -124,7 +130,7 @@ class Generator(abc.ABC):
     def card(self) -> dict[str, Any]:
         """The self-description written beside the weights."""
         return {"family": self.family, "family_version": self.version, "library_version": library_version(),
-                "task": self.task.name, "config": self.config, "training": self.training}
+                "task": self.task.name, "config": self.config.to_dict(), "training": self.training}
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the generator (state files, then the model card last: a folder without card is incomplete)."""
@@ -151,9 +157,10 @@ def available_generators() -> list[str]:
     return GENERATORS.names()
 
 
-def create_generator(family: str, *, task: str | TaskPreset = "brain-tumor-mri", **config: Any) -> Generator:
-    """A new, unfitted generator of ``family``."""
-    return GENERATORS.get(family)(task=task, **config)
+def create_generator(family: str, *, task: str | TaskPreset = "brain-tumor-mri", config: GeneratorConfig | None = None,
+                     **settings: Any) -> Generator:
+    """A new, unfitted generator of ``family``: settings as a ``config`` object and/or single ``settings``."""
+    return GENERATORS.get(family)(task=task, config=config, **settings)
 
 
 def read_card(directory: str | os.PathLike[str]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import math
 import os
+from collections.abc import Generator as GeneratorOf
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,15 @@ from ..lesions.controls import LesionControls
 from ..lesions.draws import LesionDrawer, LesionJob, draw_labels, lesion_jobs
 from ..preprocessing import IntensityMap
 from ..progress import ProgressCallback, Reporter, as_reporter
+from ..tasks import TaskPreset
 from ..training import checkpoints, distributed, prepare_training_data, training_card
 from ..training.data import GridSettings, PreparedCase, TrainingData, data_fingerprint, load_masks, save_masks
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings
 from .base import Generator, register_generator
+from .config import DiffusionConfig
 from .gan3d import model_label
 
-__all__ = ["DiffusionGenerator", "TINY_CONFIG", "CUDA_LATENT_128_CONFIG"]
+__all__ = ["DiffusionGenerator", "DiffusionConfig", "TINY_CONFIG", "CUDA_LATENT_128_CONFIG"]
 
 #: Trains and samples on CPU in seconds (a 16^3 grid, two UNet levels, 10 DDIM steps): for tests and demos.
 TINY_CONFIG: dict[str, Any] = {"shape": [16, 16, 16], "model_channels": [16, 32], "attention_levels": [False, False],
@@ -74,6 +77,9 @@ CUDA_LATENT_128_CONFIG: dict[str, Any] = {
 
 class _LatentScale(nn.Module):
     """Holds the latent scale factor (1 / std of the latents) as a buffer, so checkpoints carry it."""
+
+    scale: torch.Tensor
+    ready: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,7 +100,9 @@ class DiffusionGenerator(Generator):
 
     Args:
         task: task preset.
-        **config: settings (see :meth:`default_config`); e.g. ``**TINY_CONFIG`` or ``**CUDA_LATENT_128_CONFIG``.
+        config: settings (:class:`~.config.DiffusionConfig`; None: the defaults).
+        **settings: single settings by name, over ``config``; e.g. ``**TINY_CONFIG`` or
+            ``**CUDA_LATENT_128_CONFIG``.
 
     Example:
         >>> gen = DiffusionGenerator(task="brain-tumor-mri", **TINY_CONFIG)  # doctest: +SKIP
@@ -105,47 +113,25 @@ class DiffusionGenerator(Generator):
     family = "diffusion"
     version = "1"
     trainable = True
+    config_class = DiffusionConfig
+    config: DiffusionConfig
 
-    def __init__(self, *, task: Any = "brain-tumor-mri", **config: Any) -> None:
-        super().__init__(task=task, **config)
-        self.grid = GridSettings.from_task(self.task, spacing=self.config["spacing"], shape=self.config["shape"])
+    def __init__(self, *, task: str | TaskPreset = "brain-tumor-mri", config: DiffusionConfig | None = None,
+                 **settings: Any) -> None:
+        super().__init__(task=task, config=config, **settings)
+        self.grid = GridSettings.from_task(self.task, spacing=self.config.spacing, shape=self.config.shape)
         self._check_config()
         self.nets: dict[str, nn.Module] = {}
         self.references: list[tuple[np.ndarray, Geometry]] = []
         self.templates: list[tuple[np.ndarray, Geometry]] = []
         self.intensity: IntensityMap | None = None
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        """Settings.
-
-        * ``spacing`` / ``shape``: model grid (None: the task's).
-        * ``model_channels``, ``attention_levels``, ``num_res_blocks``, ``norm_num_groups``, ``num_head_channels``:
-          the DiffusionModelUNet.
-        * ``objective``: ``"ddpm"`` (noise prediction) or ``"rflow"`` (rectified flow, velocity).
-        * ``sampler``: ``"ddim"`` or ``"ddpm"`` for ``ddpm``; ``"rflow"`` for ``rflow``.
-        * ``train_timesteps``, ``inference_steps``: diffusion steps in training and sampling (ddpm sampling uses
-          all training steps).
-        * ``conditioning``: ``"repaint"`` or ``"concat"``; ``p_uncond``: concat condition dropout;
-          ``guidance``: classifier-free guidance scale for concat (None: off); ``repaint_jumps``: RePaint
-          resampling per step.
-        * ``latent_channels``: 0 = pixel space, else AutoencoderKL latent channels; ``autoencoder_channels``,
-          ``autoencoder_steps`` (trained first, within ``steps``), ``kl_weight``.
-        * ``lr``, ``lr_autoencoder``: AdamW learning rates; ``augment``: flips and gains.
-        """
-        return {"spacing": None, "shape": None, "model_channels": [32, 64, 64],
-                "attention_levels": [False, False, True], "num_res_blocks": 1, "norm_num_groups": 16,
-                "num_head_channels": 16, "objective": "ddpm", "sampler": "ddim", "train_timesteps": 1000,
-                "inference_steps": 50, "conditioning": "repaint", "p_uncond": 0.2, "guidance": None,
-                "repaint_jumps": 1, "latent_channels": 0, "autoencoder_channels": [32, 64, 64],
-                "autoencoder_steps": 0, "kl_weight": 1e-6, "lr": 1e-4, "lr_autoencoder": 1e-4, "augment": True}
-
     # -- layout ---------------------------------------------------------------------------------------------
 
     @property
     def latent(self) -> bool:
         """True for latent diffusion (AutoencoderKL first stage)."""
-        return int(self.config["latent_channels"]) > 0
+        return self.config.latent
 
     @property
     def n_image(self) -> int:
@@ -167,33 +153,16 @@ class DiffusionGenerator(Generator):
         """Spatial shape the diffusion runs on (the grid, or the latent grid)."""
         if not self.latent:
             return tuple(self.grid.shape)
-        f = 2 ** (len(self.config["autoencoder_channels"]) - 1)
+        f = 2 ** (len(self.config.autoencoder_channels) - 1)
         return tuple(s // f for s in self.grid.shape)
 
     def _check_config(self) -> None:
+        """The check of the settings that needs the grid (the rest are :class:`~.config.DiffusionConfig`'s)."""
         c = self.config
-        if c["objective"] not in ("ddpm", "rflow"):
-            raise InputError(f"unknown diffusion objective {c['objective']!r}", fix="use ddpm or rflow")
-        allowed = ("ddim", "ddpm") if c["objective"] == "ddpm" else ("rflow",)
-        if c["sampler"] not in allowed:
-            raise InputError(f"sampler {c['sampler']!r} does not fit the {c['objective']} objective",
-                             fix=f"use sampler {' or '.join(allowed)}")
-        if c["conditioning"] not in ("repaint", "concat"):
-            raise InputError(f"unknown conditioning {c['conditioning']!r}", fix="use repaint or concat")
-        if self.latent and c["conditioning"] == "repaint":
-            raise InputError("RePaint conditioning replaces mask channels, which latent diffusion does not have",
-                             fix="use conditioning='concat' with latent_channels > 0")
-        if c["objective"] == "rflow" and int(c["repaint_jumps"]) > 1:
-            raise InputError("RePaint resampling (repaint_jumps > 1) needs the DDPM noise schedule",
-                             fix="use objective='ddpm' or repaint_jumps=1")
-        levels = len(c["model_channels"]) - 1 + (len(c["autoencoder_channels"]) - 1 if self.latent else 0)
+        levels = len(c.model_channels) - 1 + (len(c.autoencoder_channels) - 1 if self.latent else 0)
         if any(s % (2 ** levels) for s in self.grid.shape):
             raise InputError(f"the grid {self.grid.shape} must be divisible by {2 ** levels} for these networks",
                              fix="choose a shape divisible by 2^(levels)")
-        if len(c["attention_levels"]) != len(c["model_channels"]):
-            raise InputError("attention_levels needs one entry per model_channels level")
-        if self.latent and int(c["autoencoder_steps"]) < 1:
-            raise InputError("latent diffusion needs autoencoder_steps >= 1 (trained before the diffusion model)")
 
     def build_networks(self) -> dict[str, nn.Module]:
         """Fresh networks (CPU): ``unet`` (+ ``autoencoder`` and ``latent_scale`` in latent mode).
@@ -207,19 +176,19 @@ class DiffusionGenerator(Generator):
             raise InputError("the diffusion family needs the 'einops' package (used by MONAI's attention blocks)",
                              fix="pip install einops") from None
         c = self.config
-        space_channels = int(c["latent_channels"]) if self.latent else self.n_total
-        cond_channels = self.n_mask if c["conditioning"] == "concat" else 0
+        space_channels = c.latent_channels if self.latent else self.n_total
+        cond_channels = self.n_mask if c.conditioning == "concat" else 0
         nets: dict[str, nn.Module] = {"unet": DiffusionModelUNet(
             spatial_dims=3, in_channels=space_channels + cond_channels, out_channels=space_channels,
-            channels=list(c["model_channels"]), attention_levels=list(c["attention_levels"]),
-            num_res_blocks=int(c["num_res_blocks"]), norm_num_groups=int(c["norm_num_groups"]),
-            num_head_channels=int(c["num_head_channels"]))}
+            channels=list(c.model_channels), attention_levels=list(c.attention_levels),
+            num_res_blocks=c.num_res_blocks, norm_num_groups=c.norm_num_groups,
+            num_head_channels=c.num_head_channels)}
         if self.latent:
-            ae_ch = list(c["autoencoder_channels"])
+            ae_ch = list(c.autoencoder_channels)
             nets["autoencoder"] = AutoencoderKL(
                 spatial_dims=3, in_channels=self.n_total, out_channels=self.n_total, channels=ae_ch,
-                latent_channels=int(c["latent_channels"]), num_res_blocks=1, attention_levels=[False] * len(ae_ch),
-                norm_num_groups=min(int(c["norm_num_groups"]), min(ae_ch)), with_encoder_nonlocal_attn=False,
+                latent_channels=c.latent_channels, num_res_blocks=1, attention_levels=[False] * len(ae_ch),
+                norm_num_groups=min(c.norm_num_groups, min(ae_ch)), with_encoder_nonlocal_attn=False,
                 with_decoder_nonlocal_attn=False)
             nets["latent_scale"] = _LatentScale()
         return nets
@@ -227,28 +196,29 @@ class DiffusionGenerator(Generator):
     def training_scheduler(self) -> DDPMScheduler | RFlowScheduler:
         """The noise schedule used in training."""
         c = self.config
-        if c["objective"] == "rflow":
-            return RFlowScheduler(num_train_timesteps=int(c["train_timesteps"]), use_discrete_timesteps=True,
+        if c.objective == "rflow":
+            return RFlowScheduler(num_train_timesteps=c.train_timesteps, use_discrete_timesteps=True,
                                   sample_method="logit-normal", use_timestep_transform=True,
                                   base_img_size_numel=int(np.prod(self.space_shape)), spatial_dim=3)
-        return DDPMScheduler(num_train_timesteps=int(c["train_timesteps"]), schedule="scaled_linear_beta",
+        return DDPMScheduler(num_train_timesteps=c.train_timesteps, schedule="scaled_linear_beta",
                              beta_start=0.0015, beta_end=0.0195, clip_sample=not self.latent)
 
     def sampling_scheduler(self) -> DDPMScheduler | DDIMScheduler | RFlowScheduler:
         """The sampler, with its inference timesteps set."""
         c = self.config
-        steps = int(c["inference_steps"])
-        if c["sampler"] == "rflow":
-            s = self.training_scheduler()
-            s.set_timesteps(num_inference_steps=steps, input_img_size_numel=int(np.prod(self.space_shape)))
-            return s
-        if c["sampler"] == "ddim":
-            s = DDIMScheduler(num_train_timesteps=int(c["train_timesteps"]), schedule="scaled_linear_beta",
-                              beta_start=0.0015, beta_end=0.0195, clip_sample=not self.latent)
-            s.set_timesteps(steps)
-            return s
+        steps = c.inference_steps
+        if c.sampler == "rflow":
+            flow = self.training_scheduler()
+            assert isinstance(flow, RFlowScheduler)  # the rflow sampler goes with the rflow objective (checked)
+            flow.set_timesteps(num_inference_steps=steps, input_img_size_numel=int(np.prod(self.space_shape)))
+            return flow
+        if c.sampler == "ddim":
+            ddim = DDIMScheduler(num_train_timesteps=c.train_timesteps, schedule="scaled_linear_beta",
+                                 beta_start=0.0015, beta_end=0.0195, clip_sample=not self.latent)
+            ddim.set_timesteps(steps)
+            return ddim
         s = self.training_scheduler()  # MONAI's DDPM step assumes consecutive timesteps: use all of them
-        s.set_timesteps(int(c["train_timesteps"]))
+        s.set_timesteps(c.train_timesteps)
         return s
 
     # -- units ----------------------------------------------------------------------------------------------
@@ -272,7 +242,7 @@ class DiffusionGenerator(Generator):
 
     def condition_tensor(self, masks: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """Concat condition on the diffusion grid (zeros = no condition); None for RePaint models."""
-        if self.config["conditioning"] != "concat":
+        if self.config.conditioning != "concat":
             return None
         if masks is None:
             return torch.zeros((batch, self.n_mask, *self.space_shape), device=self.device)
@@ -296,13 +266,13 @@ class DiffusionGenerator(Generator):
             validation: unused for scoring (previews are unconditional samples); kept for a uniform API.
         """
         settings = settings or TrainSettings()
-        if self.latent and int(self.config["autoencoder_steps"]) >= settings.steps:
-            raise InputError(f"autoencoder_steps ({self.config['autoencoder_steps']}) leaves no step of the "
+        if self.latent and self.config.autoencoder_steps >= settings.steps:
+            raise InputError(f"autoencoder_steps ({self.config.autoencoder_steps}) leaves no step of the "
                              f"{settings.steps} for the diffusion model", fix="raise steps or lower autoencoder_steps")
         reporter = as_reporter(progress)
         prepared, _ = prepare_training_data(cases, validation, self.grid, settings, reporter)
         fingerprint = data_fingerprint(cases, prepared, self.grid)
-        data = TrainingData(prepared, seed=settings.seed, augment=bool(self.config["augment"]))
+        data = TrainingData(prepared, seed=settings.seed, augment=self.config.augment)
         trainer = Trainer(settings=settings, progress=reporter,
                           checkpoint_dir=Path(out_dir) / "checkpoints" if out_dir is not None else None)
         result = trainer.run(_DiffusionProgram(self, fingerprint), data, resume=resume)
@@ -376,27 +346,32 @@ class DiffusionGenerator(Generator):
         nets = nets or self._sampling_nets()
         unet = nets["unet"]
         sampler = self.sampling_scheduler()
-        space_channels = int(self.config["latent_channels"]) if self.latent else self.n_total
+        space_channels = self.config.latent_channels if self.latent else self.n_total
         gen = torch.Generator().manual_seed(int(seed))
         noise = torch.randn((1, space_channels, *self.space_shape), generator=gen).to(self.device)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # sampler noise from the seed, without touching the caller's RNG
             torch.manual_seed(int(seed))
-            if masks is not None and self.config["conditioning"] == "repaint":
+            if masks is not None and self.config.conditioning == "repaint":
                 return self._repaint(unet, sampler, noise, masks.to(self.device))
             cond = self.condition_tensor(masks.to(self.device) if masks is not None else None, 1)
             mode = "concat" if cond is not None else "crossattn"
-            cfg = self.config["guidance"] if (masks is not None and cond is not None) else None
+            cfg = self.config.guidance if (masks is not None and cond is not None) else None
+            # MONAI annotates diffusion_model as DiffusionModelUNet but only calls it: here it is the synthesis
+            # wrapper (precision, layout, compilation) around one, hence the arg-type ignores below.
             if self.latent:
-                scale = float(nets["latent_scale"].scale)
-                inferer = LatentDiffusionInferer(sampler, scale_factor=scale)
-                out = inferer.sample(input_noise=noise, autoencoder_model=nets["autoencoder"], diffusion_model=unet,
+                holder, autoencoder = nets["latent_scale"], nets["autoencoder"]
+                assert isinstance(holder, _LatentScale) and isinstance(autoencoder, AutoencoderKL)
+                inferer = LatentDiffusionInferer(sampler, scale_factor=float(holder.scale))
+                out = inferer.sample(input_noise=noise, autoencoder_model=autoencoder,
+                                     diffusion_model=unet,  # type: ignore[arg-type]
                                      scheduler=sampler, conditioning=cond, mode=mode, verbose=False,
                                      cfg=cfg, cfg_fill_value=0.0)
             else:
-                out = DiffusionInferer(sampler).sample(input_noise=noise, diffusion_model=unet, scheduler=sampler,
-                                                       conditioning=cond, mode=mode, verbose=False, cfg=cfg,
-                                                       cfg_fill_value=0.0)
+                out = DiffusionInferer(sampler).sample(input_noise=noise,
+                                                       diffusion_model=unet,  # type: ignore[arg-type]
+                                                       scheduler=sampler, conditioning=cond, mode=mode, verbose=False,
+                                                       cfg=cfg, cfg_fill_value=0.0)
         assert isinstance(out, torch.Tensor)
         if masks is not None:
             out[:, self.n_image:] = masks.to(out.device)
@@ -406,7 +381,7 @@ class DiffusionGenerator(Generator):
         """RePaint: known mask channels replaced by their noised version at every step (+ optional resampling)."""
         x = noise
         known = slice(self.n_image, self.n_total)
-        jumps = max(1, int(self.config["repaint_jumps"]))
+        jumps = max(1, self.config.repaint_jumps)
         rflow = isinstance(sampler, RFlowScheduler)
         timesteps = sampler.timesteps
         nexts = torch.cat((timesteps[1:], torch.tensor([0], dtype=timesteps.dtype)))
@@ -493,7 +468,8 @@ class DiffusionGenerator(Generator):
         reporter = as_reporter(progress)
         jobs = list(lesion_jobs(n, len(self.references), seed))
         if controls is None:
-            draws: Iterator[tuple[LesionJob, Any, Any, Any]] = ((job, None, None, None) for job in jobs)
+            # a generator (not just an iterator): closing it stops the background drawing
+            draws: GeneratorOf[tuple[LesionJob, Any, Any, Any], None, None] = ((job, None, None, None) for job in jobs)
         else:  # new labels drawn ahead, in the background, while the denoiser samples
             drawer = LesionDrawer(references=self.references, controls=controls, templates=self.templates)
             draws = draw_labels(drawer, jobs, workers=self.inference.label_workers, depth=2)
@@ -525,29 +501,29 @@ class _DiffusionProgram(TrainingProgram):
 
     def signature(self) -> dict[str, Any]:
         return {"family": self.gen.family, "family_version": self.gen.version, "task": self.gen.task.name,
-                "config": self.gen.config, "data": self.fingerprint}
+                "config": self.gen.config.to_dict(), "data": self.fingerprint}
 
     def build(self) -> dict[str, nn.Module]:
         return self.gen.build_networks()
 
     def make_optimizers(self, modules: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         c = self.gen.config
-        opts = {"unet": torch.optim.AdamW(modules["unet"].parameters(), lr=float(c["lr"]))}
+        opts: dict[str, torch.optim.Optimizer] = {"unet": torch.optim.AdamW(modules["unet"].parameters(), lr=c.lr)}
         if "autoencoder" in modules:
             opts["autoencoder"] = torch.optim.AdamW(modules["autoencoder"].parameters(),
-                                                    lr=float(c["lr_autoencoder"]))
+                                                    lr=c.lr_autoencoder)
         return opts
 
     def train_step(self, ctx: StepContext, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         gen, c = self.gen, self.gen.config
         x = gen.joint_tensor(batch)
-        if gen.latent and ctx.step < int(c["autoencoder_steps"]):
+        if gen.latent and ctx.step < c.autoencoder_steps:
             return self._autoencoder_step(ctx, x)
         target_space = x
         if gen.latent:
-            ae = ctx.raw["autoencoder"]
+            ae, holder = ctx.raw["autoencoder"], ctx.raw["latent_scale"]
+            assert isinstance(ae, AutoencoderKL) and isinstance(holder, _LatentScale)
             ae.requires_grad_(False)
-            holder = ctx.raw["latent_scale"]
             with torch.no_grad():
                 z = ae.encode_stage_2_inputs(x)
                 if not bool(holder.ready):  # first diffusion step: scale latents to unit variance (all ranks agree)
@@ -562,16 +538,18 @@ class _DiffusionProgram(TrainingProgram):
         else:
             timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (b,), device=ctx.device).long()
         cond = None
-        if c["conditioning"] == "concat":
+        if c.conditioning == "concat":
             masks = gen.masks_tensor(batch["label"], batch["brain"])
             if tuple(masks.shape[2:]) != gen.space_shape:
                 masks = F.interpolate(masks, size=gen.space_shape, mode="area")
-            keep = (torch.rand((b, 1, 1, 1, 1), device=ctx.device) >= float(c["p_uncond"])).float()
+            keep = (torch.rand((b, 1, 1, 1, 1), device=ctx.device) >= c.p_uncond).float()
             cond = masks * keep  # dropped conditions are zeros: the "no mask given" input
         with ctx.autocast():
-            pred = DiffusionInferer(self.scheduler)(inputs=target_space, diffusion_model=ctx.modules["unet"],
+            pred = DiffusionInferer(self.scheduler)(inputs=target_space,
+                                                    diffusion_model=ctx.modules["unet"],  # type: ignore[arg-type]  # (*)
                                                     noise=noise, timesteps=timesteps, condition=cond,
                                                     mode="concat" if cond is not None else "crossattn")
+            # (*) MONAI annotates DiffusionModelUNet, but only calls it: here DDP-wrapped in distributed runs
         target = noise if not isinstance(self.scheduler, RFlowScheduler) else target_space - noise
         loss = F.mse_loss(pred.float(), target.float())
         ctx.optimize(loss, "unet", max_grad_norm=1.0)
@@ -584,7 +562,7 @@ class _DiffusionProgram(TrainingProgram):
         l1 = F.l1_loss(recon, x)
         kl = 0.5 * torch.sum(mu.pow(2) + sigma.pow(2) - torch.log(sigma.pow(2) + 1e-12) - 1,
                              dim=list(range(1, mu.ndim))).mean()
-        loss = l1 + float(self.gen.config["kl_weight"]) * kl
+        loss = l1 + self.gen.config.kl_weight * kl
         ctx.optimize(loss, "autoencoder", max_grad_norm=1.0)
         return {"loss_ae": float(l1.detach()), "loss_kl": float(kl.detach())}
 

@@ -43,6 +43,7 @@ from ..lesions.controls import LesionControls
 from ..lesions.draws import LesionDrawer, draw_labels, lesion_jobs
 from ..preprocessing import IntensityMap
 from ..progress import ProgressCallback, Reporter, as_reporter
+from ..tasks import TaskPreset
 from ..training import checkpoints, prepare_training_data, training_card
 from ..training.data import (
     GridSettings,
@@ -56,8 +57,9 @@ from ..training.data import (
 )
 from ..training.loop import StepContext, Trainer, TrainingProgram, TrainSettings
 from .base import Generator, register_generator
+from .config import GanConfig
 
-__all__ = ["GAN3DGenerator", "edit_label", "model_label", "class_means"]
+__all__ = ["GAN3DGenerator", "GanConfig", "edit_label", "model_label", "class_means"]
 
 
 class _SPADEGenerator(nn.Module):
@@ -75,6 +77,8 @@ class _ClassMeanPrior(nn.Module):
     """Generator output = mean intensity of each region class (outside the brain, brain, each lesion value; a
     buffer fitted on the training data) + the network's residual, so training starts from the right contrast
     and spends its steps on texture and boundaries."""
+
+    class_means: torch.Tensor
 
     def __init__(self, net: nn.Module, *, n_lesion: int, n_out: int) -> None:
         super().__init__()
@@ -235,7 +239,9 @@ class GAN3DGenerator(Generator):
 
     Args:
         task: task preset (modality, channels, labels, grid).
-        **config: settings (see :meth:`default_config`); ``spacing``/``shape`` override the task's grid.
+        config: settings (:class:`~.config.GanConfig`; None: the defaults); ``spacing``/``shape`` override the
+            task's grid.
+        **settings: single settings by name, over ``config``.
 
     Example:
         >>> gen = GAN3DGenerator(task="brain-tumor-mri", spacing=[4, 4, 4], shape=[40, 48, 40])  # doctest: +SKIP
@@ -246,11 +252,14 @@ class GAN3DGenerator(Generator):
     family = "gan3d"
     version = "1"
     trainable = True
+    config_class = GanConfig
+    config: GanConfig
 
-    def __init__(self, *, task: Any = "brain-tumor-mri", **config: Any) -> None:
-        super().__init__(task=task, **config)
-        self.grid = GridSettings.from_task(self.task, spacing=self.config["spacing"], shape=self.config["shape"])
-        self.patch_size = tuple(int(s) for s in (self.config["patch_size"] or self.grid.shape))
+    def __init__(self, *, task: str | TaskPreset = "brain-tumor-mri", config: GanConfig | None = None,
+                 **settings: Any) -> None:
+        super().__init__(task=task, config=config, **settings)
+        self.grid = GridSettings.from_task(self.task, spacing=self.config.spacing, shape=self.config.shape)
+        self.patch_size = tuple(self.config.patch_size or self.grid.shape)
         self._check_config()
         self.net: nn.Module | None = None
         self.references: list[tuple[np.ndarray, Geometry]] = []
@@ -258,29 +267,6 @@ class GAN3DGenerator(Generator):
         self._heads: dict[int, Any] = {}  # decoded head_anatomy, by reference index
         self.templates: list[tuple[np.ndarray, Geometry]] = []
         self.intensity: IntensityMap | None = None
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        """Settings: grid, networks, losses, optimiser, synthesis.
-
-        * ``architecture``: ``"segresnet"``, ``"unet"`` or ``"spade"``.
-        * ``spacing`` / ``shape``: model grid (None: the task's); ``patch_size``: training crop and sliding-window
-          size (None: whole volumes).
-        * ``channels``: widths per level (SegResNet/U-Net); ``num_res_units``: U-Net residual units.
-        * ``spade_channels``, ``spade_hidden``: SPADE decoder widths (coarse to fine) and modulation width.
-        * ``disc_channels``, ``disc_layers``: PatchGAN width and depth.
-        * ``lambda_l1``, ``lambda_adv``, ``lambda_fm``: loss weights (L1, adversarial, feature matching).
-        * ``lr_g``, ``lr_d``, ``beta1``: Adam settings.
-        * ``augment``: flips and gains; ``keep_lesion_templates``: keep training lesion masks as shapes.
-        * ``sw_overlap``: sliding-window overlap; ``blend_margin_mm``: resynthesize() blend width.
-        * ``class_mean_prior``: the network predicts a residual over the training set's mean intensity of each
-          region class (outside brain, brain, each lesion value), which it learns much faster than absolute levels.
-        """
-        return {"architecture": "segresnet", "spacing": None, "shape": None, "patch_size": None,
-                "channels": [16, 32, 64, 128], "num_res_units": 1, "spade_channels": [64, 32, 16],
-                "spade_hidden": 32, "disc_channels": 16, "disc_layers": 3, "lambda_l1": 100.0, "lambda_adv": 1.0,
-                "lambda_fm": 0.0, "lr_g": 5e-4, "lr_d": 2e-4, "beta1": 0.5, "augment": True,
-                "keep_lesion_templates": True, "sw_overlap": 0.25, "blend_margin_mm": 8.0, "class_mean_prior": True}
 
     # -- networks -----------------------------------------------------------------------------------------------
 
@@ -290,16 +276,15 @@ class GAN3DGenerator(Generator):
         return len(self.grid.label_values) + 1
 
     def _check_config(self) -> None:
+        """The checks of the settings that need the grid (the rest are :class:`~.config.GanConfig`'s)."""
         c = self.config
-        if c["architecture"] not in ("unet", "segresnet", "spade"):
-            raise InputError(f"unknown GAN architecture {c['architecture']!r}", fix="use unet, segresnet or spade")
-        depth = 2 ** len(c["spade_channels"]) if c["architecture"] == "spade" else 2 ** (len(c["channels"]) - 1)
+        depth = 2 ** len(c.spade_channels) if c.architecture == "spade" else 2 ** (len(c.channels) - 1)
         if any(p % depth for p in self.patch_size):
-            raise InputError(f"the {c['architecture']} generator needs sizes divisible by {depth}; the patch/grid is "
+            raise InputError(f"the {c.architecture} generator needs sizes divisible by {depth}; the patch/grid is "
                              f"{self.patch_size}", fix="choose shape/patch_size divisible by it")
         if any(p > s for p, s in zip(self.patch_size, self.grid.shape)):
             raise InputError(f"patch size {self.patch_size} exceeds the grid {self.grid.shape}")
-        layers = int(c["disc_layers"])
+        layers = c.disc_layers
         if min(self.patch_size) // 2**layers - 1 < 2:  # the critic's last (normalised) layer needs > 1 voxel
             raise InputError(f"a {layers}-layer patch critic needs patches of at least {3 * 2**layers} voxels per "
                              f"side, got {self.patch_size}", fix="lower disc_layers or enlarge shape/patch_size")
@@ -308,24 +293,24 @@ class GAN3DGenerator(Generator):
         """Fresh generator and critic (CPU)."""
         c = self.config
         n_out = len(self.grid.channels)
-        if c["architecture"] == "segresnet":
-            levels = len(c["channels"])
-            gen: nn.Module = SegResNet(spatial_dims=3, init_filters=int(c["channels"][0]), in_channels=self.in_channels,
+        if c.architecture == "segresnet":
+            levels = len(c.channels)
+            gen: nn.Module = SegResNet(spatial_dims=3, init_filters=c.channels[0], in_channels=self.in_channels,
                                        out_channels=n_out, norm="INSTANCE", blocks_down=(1,) + (2,) * (levels - 1),
                                        blocks_up=(1,) * (levels - 1), upsample_mode="nontrainable")
-        elif c["architecture"] == "unet":
+        elif c.architecture == "unet":
             gen = UNet(spatial_dims=3, in_channels=self.in_channels, out_channels=n_out,
-                                  channels=list(c["channels"]), strides=[2] * (len(c["channels"]) - 1),
-                                  num_res_units=int(c["num_res_units"]), norm="INSTANCE")
+                                  channels=list(c.channels), strides=[2] * (len(c.channels) - 1),
+                                  num_res_units=c.num_res_units, norm="INSTANCE")
         else:
             gen = _SPADEGenerator(SPADEDecoder(spatial_dims=3, out_channels=n_out, label_nc=self.in_channels,
-                                               input_shape=list(self.patch_size), channels=list(c["spade_channels"]),
-                                               is_vae=False, spade_intermediate_channels=int(c["spade_hidden"]),
+                                               input_shape=list(self.patch_size), channels=list(c.spade_channels),
+                                               is_vae=False, spade_intermediate_channels=c.spade_hidden,
                                                last_act=None))
-        disc = PatchDiscriminator(spatial_dims=3, channels=int(c["disc_channels"]),
+        disc = PatchDiscriminator(spatial_dims=3, channels=c.disc_channels,
                                   in_channels=self.in_channels + n_out, out_channels=1,
-                                  num_layers_d=int(c["disc_layers"]), norm="INSTANCE")
-        if c["class_mean_prior"]:
+                                  num_layers_d=c.disc_layers, norm="INSTANCE")
+        if c.class_mean_prior:
             gen = _ClassMeanPrior(gen, n_lesion=len(self.grid.label_values), n_out=n_out)
         return {"generator": gen, "discriminator": disc}
 
@@ -351,7 +336,7 @@ class GAN3DGenerator(Generator):
             out = net(cond)
         else:  # larger than a patch: windows on the network's device, the whole volume stitched on the CPU
             inferer = SlidingWindowInferer(roi_size=self.patch_size, sw_batch_size=max(1, cond.shape[0]),
-                                           overlap=float(self.config["sw_overlap"]), mode="gaussian",
+                                           overlap=self.config.sw_overlap, mode="gaussian",
                                            sw_device=cond.device, device=torch.device("cpu"))
             out = inferer(cond, net)
         return out.float().clamp(*self.output_range)  # no tanh: clamp to the range the intensity map inverts
@@ -391,9 +376,9 @@ class GAN3DGenerator(Generator):
             raise LabelError("no training case has a lesion voxel; the GAN cannot learn what a lesion looks like",
                              fix="train on labelled cases")
         fingerprint = data_fingerprint(cases, prepared, self.grid)
-        data = TrainingData(prepared, seed=settings.seed, augment=bool(self.config["augment"]),
+        data = TrainingData(prepared, seed=settings.seed, augment=self.config.augment,
                             patch_size=self.patch_size)
-        means = class_means(prepared, self.grid.label_values) if self.config["class_mean_prior"] else None
+        means = class_means(prepared, self.grid.label_values) if self.config.class_mean_prior else None
         program = _GANProgram(self, val or prepared[:1], fingerprint, means)
         trainer = Trainer(settings=settings, progress=reporter,
                           checkpoint_dir=Path(out_dir) / "checkpoints" if out_dir is not None else None)
@@ -404,7 +389,7 @@ class GAN3DGenerator(Generator):
         self.references = [(p.brain, p.geometry) for p in prepared]
         self.head_anatomy, self._heads = _head_anatomy(prepared, self.grid), {}
         self.templates = [(p.label > 0, p.geometry) for p in prepared if p.label.any()] \
-            if self.config["keep_lesion_templates"] else []
+            if self.config.keep_lesion_templates else []
         self.intensity = IntensityMap.mean_of([p.intensity for p in prepared])
         self.training = training_card(settings, result, fingerprint)
         return self
@@ -556,7 +541,7 @@ class GAN3DGenerator(Generator):
                                rng=np.random.default_rng(seed))
         rendered = self._images([new_label], [p.brain])[0]
         if blend:
-            w = _blend_weight((p.label > 0) | (new_label > 0), p.geometry, float(self.config["blend_margin_mm"]))
+            w = _blend_weight((p.label > 0) | (new_label > 0), p.geometry, self.config.blend_margin_mm)
             rendered = w[None] * rendered + (1.0 - w[None]) * p.image
         channels = {c: p.intensity.inverse_array(rendered[i], c) for i, c in enumerate(self.grid.channels)}
         return Case(case_id=f"{case.case_id}-{edit}", channels=channels, geometry=p.geometry,
@@ -580,19 +565,21 @@ class _GANProgram(TrainingProgram):
 
     def signature(self) -> dict[str, Any]:
         return {"family": self.gen.family, "family_version": self.gen.version, "task": self.gen.task.name,
-                "config": self.gen.config, "data": self.fingerprint}
+                "config": self.gen.config.to_dict(), "data": self.fingerprint}
 
     def build(self) -> dict[str, nn.Module]:
         nets = self.gen.build_networks()
         if self.means is not None:
-            nets["generator"].class_means.copy_(torch.from_numpy(self.means))
+            prior = nets["generator"]
+            assert isinstance(prior, _ClassMeanPrior)  # means are fitted only with class_mean_prior
+            prior.class_means.copy_(torch.from_numpy(self.means))
         return nets
 
     def make_optimizers(self, modules: Mapping[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
         c = self.gen.config
-        betas = (float(c["beta1"]), 0.999)
-        return {"generator": torch.optim.Adam(modules["generator"].parameters(), lr=float(c["lr_g"]), betas=betas),
-                "discriminator": torch.optim.Adam(modules["discriminator"].parameters(), lr=float(c["lr_d"]),
+        betas = (c.beta1, 0.999)
+        return {"generator": torch.optim.Adam(modules["generator"].parameters(), lr=c.lr_g, betas=betas),
+                "discriminator": torch.optim.Adam(modules["discriminator"].parameters(), lr=c.lr_d,
                                                   betas=betas)}
 
     def train_step(self, ctx: StepContext, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
@@ -608,13 +595,14 @@ class _GANProgram(TrainingProgram):
             feats_fake = disc_raw(torch.cat([cond, fake], 1))
             loss_adv = self.adv(feats_fake[-1], target_is_real=True, for_discriminator=False)
         loss_l1 = F.l1_loss(fake.float(), real)
-        loss_g = float(c["lambda_adv"]) * loss_adv.float() + float(c["lambda_l1"]) * loss_l1
+        loss_g = c.lambda_adv * loss_adv.float() + c.lambda_l1 * loss_l1
         loss_fm = torch.zeros((), device=real.device)
-        if float(c["lambda_fm"]) > 0:
+        if c.lambda_fm > 0:
             with torch.no_grad(), ctx.autocast():
                 feats_real = disc_raw(torch.cat([cond, real], 1))
-            loss_fm = sum(F.l1_loss(f.float(), r.float()) for f, r in zip(feats_fake[:-1], feats_real[:-1]))
-            loss_g = loss_g + float(c["lambda_fm"]) * loss_fm
+            for f, r in zip(feats_fake[:-1], feats_real[:-1]):
+                loss_fm = loss_fm + F.l1_loss(f.float(), r.float())
+            loss_g = loss_g + c.lambda_fm * loss_fm
         ctx.optimize(loss_g, "generator")
         disc_raw.requires_grad_(True)
         # critic step: one forward over real and fake pairs (one DDP call per step)

@@ -134,7 +134,8 @@ class InferenceNetwork(nn.Module):
         self.dtype = dtype
         self.channels_last = channels_last
         if channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)
+            # torch's stub of Module.to lacks the memory_format keyword that Module.to accepts
+            net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self.net = net
         # the compiled wrapper shares the network's weights; kept outside the module tree (no duplicate entries)
         object.__setattr__(self, "_forward", torch.compile(net, dynamic=False) if compile else net)

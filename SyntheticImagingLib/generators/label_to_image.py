@@ -33,12 +33,14 @@ from ..errors import InputError
 from ..io.atomic import atomic_file
 from ..lesions.controls import LesionControls
 from ..progress import ProgressCallback, Reporter, as_reporter
+from ..tasks import TaskPreset
 from .base import Generator, register_generator
+from .config import LabelToImageConfig
 from .intensity import LesionIntensityModel
 from .lesion_insertion import paint_lesion
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
 
-__all__ = ["LabelToImageGenerator", "kmeans_1d"]
+__all__ = ["LabelToImageGenerator", "LabelToImageConfig", "kmeans_1d"]
 
 # anatomy map codes: 0 outside; 1..K brain tissue classes; CT extras; lesions are LESION_BASE + label value
 VENTRICLE, SOFT_TISSUE, BONE = 20, 21, 22
@@ -103,36 +105,26 @@ def class_stats(ref: Reference, amap: np.ndarray) -> dict[str, dict[int, tuple[f
 class LabelToImageGenerator(Generator):
     """Generate images from (deformed) anatomy label maps plus new lesions, SynthSeg-style.
 
-    Settings:
-        tissue_classes: brain tissue classes found by k-means (3: CSF, grey, white matter).
-        keep_real_lesions: keep the references' own lesions (labelled) in the anatomy; by default they are
-            filled with surrounding tissue and every lesion of a synthetic case is new.
-        contrast_randomization: 0 = class means as fitted (realistic contrast); 1 = SynthSeg-like random
-            contrasts (domain randomisation).
-        elastic_magnitude: elastic deformation strength (voxels).
-        bias_field: maximum bias-field coefficient (MR only; CT is calibrated in HU).
-        noise: noise level relative to the class spread.
-        low_resolution: probability of resolution randomisation (down- and up-sampling).
-        hemorrhage_age: CT hemorrhage HU model.
+    Args:
+        task: task preset.
+        config: settings (:class:`~.config.LabelToImageConfig`; None: the defaults).
+        **settings: single settings by name, over ``config``.
     """
 
     family = "label-to-image"
     version = "1"
+    config_class = LabelToImageConfig
+    config: LabelToImageConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, task: str | TaskPreset = "brain-tumor-mri", config: LabelToImageConfig | None = None,
+                 **settings: Any) -> None:
+        super().__init__(task=task, config=config, **settings)
         self.maps: list[np.ndarray] = []
         self.geometries: list[Geometry] = []
         self.stats: list[dict[str, dict[int, tuple[float, float]]]] = []
         self.templates: list[tuple[np.ndarray, Geometry]] = []
         self.model: LesionIntensityModel | None = None
         self.label_names: dict[int, str] = {}
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {"tissue_classes": 3, "keep_real_lesions": False, "contrast_randomization": 0.1,
-                "elastic_magnitude": 2.0, "bias_field": 0.15, "noise": 0.5,
-                "low_resolution": 0.3, "hemorrhage_age": "acute"}
 
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
             out_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> LabelToImageGenerator:
@@ -149,8 +141,8 @@ class LabelToImageGenerator(Generator):
         self.maps, self.geometries, self.stats = [], [], []
         for i, case in enumerate(cases):
             ref = prepare_reference(case)
-            amap = anatomy_map(ref, classes=int(self.config["tissue_classes"]),
-                               keep_lesions=bool(self.config["keep_real_lesions"]))
+            amap = anatomy_map(ref, classes=self.config.tissue_classes,
+                               keep_lesions=self.config.keep_real_lesions)
             refs.append(ref)
             self.maps.append(amap)
             self.geometries.append(case.geometry)
@@ -159,22 +151,23 @@ class LabelToImageGenerator(Generator):
             reporter.report("fit", i + 1, len(cases), case.case_id)
         self.templates = lesion_templates(cases)
         self.model = LesionIntensityModel.fit(cases, [r.brain for r in refs],
-                                              hemorrhage_age=self.config["hemorrhage_age"])
+                                              hemorrhage_age=self.config.hemorrhage_age)
         self.training = {"cases": len(cases), "case_ids": [c.case_id for c in cases],
                          "channels": cases[0].channel_names, "modality": cases[0].modality.value,
                          "intensity_model": self.model.to_dict(), "label_names": self.label_names}
         return self
 
     def _deform(self, amap: np.ndarray, seed: int) -> np.ndarray:
-        elastic = Rand3DElastic(sigma_range=(5.0, 8.0), magnitude_range=(0.0, float(self.config["elastic_magnitude"])),
+        elastic = Rand3DElastic(sigma_range=(5.0, 8.0), magnitude_range=(0.0, self.config.elastic_magnitude),
                                 prob=1.0, rotate_range=(0.08, 0.08, 0.08), scale_range=(0.05, 0.05, 0.05),
                                 mode="nearest", padding_mode="zeros")
         elastic.set_random_state(seed=seed)
-        return np.asarray(elastic(amap[None].astype(np.float32)))[0].astype(np.uint8)
+        # MONAI annotates Tensor, its transforms take NumPy arrays as well
+        return np.asarray(elastic(amap[None].astype(np.float32)))[0].astype(np.uint8)  # type: ignore[arg-type]
 
     def _draw_image(self, amap: np.ndarray, stats: dict[str, dict[int, tuple[float, float]]],
                     spacing: Sequence[float], rng: np.random.Generator) -> dict[str, np.ndarray]:
-        randomize = float(self.config["contrast_randomization"])
+        randomize = self.config.contrast_randomization
         out = {}
         for name, per_class in stats.items():
             image = np.zeros(amap.shape, np.float32)
@@ -214,9 +207,9 @@ class LabelToImageGenerator(Generator):
     def _corrupt(self, channels: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
         mr = self.task.modality == Modality.MR
         steps = [RandGaussianSmooth(sigma_x=(0.0, 0.8), sigma_y=(0.0, 0.8), sigma_z=(0.0, 0.8), prob=0.5),
-                 RandSimulateLowResolution(prob=float(self.config["low_resolution"]), zoom_range=(0.6, 1.0))]
+                 RandSimulateLowResolution(prob=self.config.low_resolution, zoom_range=(0.6, 1.0))]
         if mr:
-            steps += [RandBiasField(degree=3, coeff_range=(0.0, float(self.config["bias_field"])), prob=1.0),
+            steps += [RandBiasField(degree=3, coeff_range=(0.0, self.config.bias_field), prob=1.0),
                       RandAdjustContrast(prob=0.3, gamma=(0.8, 1.25), retain_stats=True)]
         out = {}
         for c, (name, image) in enumerate(channels.items()):
@@ -224,7 +217,7 @@ class LabelToImageGenerator(Generator):
             for j, t in enumerate(steps):
                 t.set_random_state(seed=seed * 1000 + c * 10 + j)
                 x = np.asarray(t(x), dtype=np.float32)
-            sigma = float(self.config["noise"]) * (0.02 * float(np.percentile(image, 99)) if mr else 2.0)
+            sigma = self.config.noise * (0.02 * float(np.percentile(image, 99)) if mr else 2.0)
             noise = RandGaussianNoise(prob=1.0, std=sigma)
             noise.set_random_state(seed=seed * 1000 + c * 10 + 9)
             x = np.asarray(noise(x), dtype=np.float32)
@@ -267,7 +260,7 @@ class LabelToImageGenerator(Generator):
         arrays.update({f"template_{i}": t for i, (t, _) in enumerate(self.templates)})
         with atomic_file(directory / "anatomy.npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
+                np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub matches **arrays against allow_pickle
         return {"anatomy": "anatomy.npz", "geometries": [g.to_dict() for g in self.geometries],
                 "template_geometries": [g.to_dict() for _, g in self.templates],
                 "stats": [{ch: {str(c): list(v) for c, v in s.items()} for ch, s in st.items()} for st in self.stats]}

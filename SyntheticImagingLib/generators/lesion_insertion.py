@@ -22,11 +22,13 @@ from ..io.datasets import load_dataset, write_dataset
 from ..lesions.controls import LesionControls
 from ..lesions.mass_effect import apply_mass_effect, mass_effect_field
 from ..progress import ProgressCallback, Reporter, as_reporter
+from ..tasks import TaskPreset
 from .base import Generator, register_generator
+from .config import LesionInsertionConfig
 from .intensity import LesionIntensityModel, estimate_noise_sigma, partial_volume_alpha, smooth_texture
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
 
-__all__ = ["LesionInsertionGenerator", "paint_lesion", "PUSHING"]
+__all__ = ["LesionInsertionGenerator", "LesionInsertionConfig", "paint_lesion", "PUSHING"]
 
 #: Lesion subtypes that occupy space and push the brain (the others replace CSF).
 PUSHING = frozenset({"tumor", "intraparenchymal", "subdural", "epidural"})
@@ -59,7 +61,7 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
     out = {}
     for name, image in case.channels.items():
         ref_level = float(np.median(image[normal])) if normal.any() else float(np.median(image[ref.brain]))
-        target = np.full(case.shape, model.draw(rng, name, ref_level), np.float32)
+        target: np.ndarray = np.full(case.shape, model.draw(rng, name, ref_level), np.float32)
         if edema.any():  # MR edema: between normal tissue and tumour core; CT perihematomal edema: hypodense
             target[edema] = (ref_level - rng.uniform(4.0, 10.0) if case.modality == Modality.CT
                              else ref_level + 0.6 * (model.draw(rng, name, ref_level) - ref_level))
@@ -79,26 +81,23 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
 class LesionInsertionGenerator(Generator):
     """Insert synthesized lesions into real background volumes (training-free, low fidelity baseline).
 
-    Settings:
-        hemorrhage_age: ``acute``, ``subacute`` or ``chronic`` (CT HU model).
-        texture: relative strength of lesion texture.
-        mass_effect: share of a space-occupying lesion's volume pushed into the surrounding brain (0 = none);
-            tumours, intraparenchymal, subdural and epidural blood push, subarachnoid and intraventricular blood
-            take the place of CSF and do not.
+    Args:
+        task: task preset.
+        config: settings (:class:`~.config.LesionInsertionConfig`; None: the defaults).
+        **settings: single settings by name, over ``config``.
     """
 
     family = "lesion-insertion"
     version = "1"
+    config_class = LesionInsertionConfig
+    config: LesionInsertionConfig
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, task: str | TaskPreset = "brain-tumor-mri", config: LesionInsertionConfig | None = None,
+                 **settings: Any) -> None:
+        super().__init__(task=task, config=config, **settings)
         self.references: list[Reference] = []
         self.templates: list[tuple[np.ndarray, Any]] = []
         self.model: LesionIntensityModel | None = None
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {"hemorrhage_age": "acute", "texture": 0.08, "mass_effect": 1.0}
 
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
             out_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> LesionInsertionGenerator:
@@ -118,7 +117,7 @@ class LesionInsertionGenerator(Generator):
             reporter.report("fit", i + 1, len(cases), case.case_id)
         self.templates = lesion_templates(cases)
         self.model = LesionIntensityModel.fit(cases, [r.brain for r in self.references],
-                                              hemorrhage_age=self.config["hemorrhage_age"])
+                                              hemorrhage_age=self.config.hemorrhage_age)
         self.training = {"cases": len(cases), "case_ids": [c.case_id for c in cases],
                          "intensity_model": self.model.to_dict()}
         return self
@@ -137,7 +136,7 @@ class LesionInsertionGenerator(Generator):
             ref = self.references[int(rng.integers(len(self.references)))]
             label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates)
             channels = paint_lesion(ref, new_mask, label, table.names, self.model, rng,
-                                    texture=float(self.config["texture"]))
+                                    texture=self.config.texture)
             case = ref.case.replace(
                 case_id=f"synth_{seed}_{i:04d}", channels=channels, label=label, label_table=table,
                 brain_mask=ref.brain,
@@ -148,7 +147,7 @@ class LesionInsertionGenerator(Generator):
 
     def _push(self, case: Case, ref: Reference, label: np.ndarray, infos: list[dict[str, Any]]) -> Case:
         """Displace the brain around space-occupying lesions; image and every label move together."""
-        strength = float(self.config["mass_effect"])
+        strength = self.config.mass_effect
         pushing = np.isin(label, [info["label_value"] for info in infos if info.get("subtype") in PUSHING])
         if strength <= 0 or not pushing.any():
             return case

@@ -50,7 +50,7 @@ _PARSE_ERRORS = (InvalidDicomError, BytesLengthException, ValueError, TypeError,
 
 def _headers(folder: Path) -> tuple[list[tuple[Path, pydicom.Dataset]], int]:
     """Headers of the image files of ``folder`` and the number of DICOM files that are not 3D-placeable images."""
-    out = []
+    out: list[tuple[Path, pydicom.Dataset]] = []
     unplaced = 0
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         if f.name.startswith(".") or f.name.upper() == "DICOMDIR":

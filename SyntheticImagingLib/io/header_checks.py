@@ -100,7 +100,7 @@ def check_text_header(path: Path, kind: str) -> None:
 
 
 #: Geometry fields of the text headers: spacing-like, position-like, direction-like (MetaIO accepts synonyms).
-_GEOMETRY_KEYS = {
+_GEOMETRY_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "mha": {"spacing": ("ElementSpacing", "ElementSize"), "position": ("Offset", "Position", "Origin"),
             "direction": ("TransformMatrix", "Rotation", "Orientation")},
     "nrrd": {"spacing": ("spacings",), "position": ("space origin",), "direction": ("space directions",)},

@@ -10,6 +10,7 @@ from scipy import ndimage
 from ..anatomy import HeadMasks, distance_mm, estimate_midline_x, head_masks_from_brain
 from ..cases import TUMOR_LABELS, TUMOR_SUBREGION_LABELS, Geometry, LabelTable, LesionKind
 from ..errors import InputError
+from ..triples import float3
 from .controls import EDEMA_NAME, HEMORRHAGE_SUBTYPE_VALUES, LesionControls
 from .hemorrhage import synthesize_hemorrhage_mask
 from .shapes import check_mask, fit_to_count, smooth_noise
@@ -34,14 +35,15 @@ def hemorrhage_label_table(controls: LesionControls) -> LabelTable:
     return LabelTable({HEMORRHAGE_SUBTYPE_VALUES[n]: n for n in names})
 
 
-def _jittered(point: tuple[float, float, float], jitter_mm: float, rng: np.random.Generator) -> tuple[float, ...]:
+def _jittered(point: tuple[float, float, float], jitter_mm: float,
+              rng: np.random.Generator) -> tuple[float, float, float]:
     """A point drawn uniformly in the ball of radius ``jitter_mm`` around ``point``."""
     if jitter_mm <= 0:
-        return tuple(float(v) for v in point)
+        return float3(point)
     direction = rng.standard_normal(3)
     direction /= max(float(np.linalg.norm(direction)), 1e-12)
     radius = jitter_mm * float(rng.random()) ** (1.0 / 3.0)
-    return tuple(float(v) for v in np.asarray(point, float) + radius * direction)
+    return float3(np.asarray(point, float) + radius * direction)
 
 
 def _perihematomal_edema(hematoma: np.ndarray, room: np.ndarray, geometry: Geometry, *, fraction: float,
@@ -90,9 +92,11 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
     """
     if not isinstance(controls, LesionControls):
         raise InputError(f"controls must be LesionControls, got {type(controls).__name__}", where="lesion synthesis")
-    head = brain_or_head_masks if isinstance(brain_or_head_masks, HeadMasks) else None
-    brain = head.brain if head is not None else check_mask(brain_or_head_masks, name="brain mask",
-                                                           where="lesion synthesis")
+    head: HeadMasks | None
+    if isinstance(brain_or_head_masks, HeadMasks):
+        head, brain = brain_or_head_masks, brain_or_head_masks.brain
+    else:
+        head, brain = None, check_mask(brain_or_head_masks, name="brain mask", where="lesion synthesis")
     if not brain.any():
         raise InputError("the brain mask is empty", where="lesion synthesis", fix="pass the brain mask of the case")
     if templates:
@@ -123,8 +127,7 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
         info: dict[str, Any] = {"index": index, "kind": controls.kind.value, "volume_ml_requested": volume}
         try:
             if tumor:
-                use_template = bool(controls.use_templates and templates)
-                if use_template:
+                if controls.use_templates and templates:
                     t = int(rng.integers(len(templates)))
                     whole = template_lesion(templates[t][0], templates[t][1], brain, geometry, volume_ml=volume,
                                             center_xyz=center, rng=rng, side=controls.side, exclude=exclude)
@@ -144,6 +147,7 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
                 whole = lesion > 0
             else:
                 subtype = str(controls.subtypes[int(rng.integers(len(controls.subtypes)))])
+                assert head is not None  # derived from the brain mask above for hemorrhages
                 whole = synthesize_hemorrhage_mask(head, geometry, subtype=subtype,
                                                    volume_ml=volume, side=controls.side, center_xyz=center,
                                                    shape_variety=controls.shape_variety, rng=rng, exclude=exclude)

@@ -10,7 +10,7 @@ drawn from the synthesis seed in order), so the cases do not depend on how many 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,7 @@ def _draw_in_worker(job: LesionJob) -> tuple[LesionJob, np.ndarray, Any, Any]:
 
 
 def draw_labels(drawer: LesionDrawer, jobs: Sequence[LesionJob], *, workers: int = 0,
-                depth: int = 2) -> Iterator[tuple[LesionJob, np.ndarray, Any, Any]]:
+                depth: int = 2) -> Generator[tuple[LesionJob, np.ndarray, Any, Any], None, None]:
     """Draw the jobs' labels in the background and yield them in job order.
 
     Args:

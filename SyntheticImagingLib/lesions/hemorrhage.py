@@ -45,6 +45,7 @@ from scipy import ndimage
 from ..anatomy import HeadMasks, distance_mm, head_masks_from_brain, physical_coordinate
 from ..cases import Geometry
 from ..errors import InputError
+from ..triples import int3
 from .controls import HEMORRHAGE_SUBTYPES
 from .shapes import (
     MAX_LESION_FRACTION,
@@ -342,6 +343,7 @@ def _subarachnoid(head: HeadMasks, allowed: np.ndarray, geometry: Geometry, *, n
             floor = float(z_phys[central].min()) if central.any() else float(z_phys[head.ventricles].min())
             room &= ~((np.abs(signed_x) < 20.0) & (z_phys > floor))
         dark = room & (csf >= 0.5)
+        seed: tuple[int, int, int] | None
         if center_xyz is not None:
             seed = pick_voxel(dark if dark.any() else room, geometry, rng=rng, center_xyz=center_xyz, where=where,
                               what="subarachnoid hemorrhage centre")
@@ -385,7 +387,7 @@ def _cistern_seed(zone: np.ndarray, csf: np.ndarray, rng: np.random.Generator) -
     pocket = labels == int(np.argmax(mass)) + 1
     darkest = pocket & (csf >= np.percentile(csf[pocket], 70))
     flat = np.flatnonzero(darkest)
-    return tuple(int(v) for v in np.unravel_index(int(flat[rng.integers(len(flat))]), zone.shape))
+    return int3(np.unravel_index(int(flat[rng.integers(len(flat))]), zone.shape))
 
 
 def _intraventricular(head: HeadMasks, allowed: np.ndarray, geometry: Geometry, *, n: int, side: str,

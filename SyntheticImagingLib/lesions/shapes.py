@@ -17,6 +17,7 @@ from scipy import ndimage
 from ..anatomy import distance_mm, physical_coordinate, surface_points
 from ..cases import Geometry
 from ..errors import InputError
+from ..triples import float3, int3
 
 __all__ = [
     "voxel_count",
@@ -85,7 +86,7 @@ def smooth_noise(shape: tuple[int, ...], geometry: Geometry, sigma_mm: float | t
         sigma_mm: correlation length in mm, or one per array axis ``(z, y, x)`` (an anisotropic field).
         rng: random generator.
     """
-    sigmas = (sigma_mm,) * 3 if np.isscalar(sigma_mm) else tuple(sigma_mm)
+    sigmas = sigma_mm if isinstance(sigma_mm, tuple) else (float(sigma_mm),) * 3
     sigma = [max(float(sg) / s, 0.0) for sg, s in zip(sigmas, geometry.spacing_zyx)]
     factors = [max(1, int(sg / 2.0)) for sg in sigma]
     coarse_shape = tuple((n - 1) // f + 2 if f > 1 else n for n, f in zip(shape, factors))
@@ -247,7 +248,7 @@ def blob(allowed: np.ndarray, geometry: Geometry, *, center_zyx: tuple[int, int,
             noise = (smooth_noise(sub_allowed.shape, geometry, 0.45 * r_eq, noise_rng)
                      + 0.5 * smooth_noise(sub_allowed.shape, geometry, 0.2 * r_eq, noise_rng))
             field = field + 0.55 * variety * noise / 1.118
-        seed = tuple(int(c - sl.start) for c, sl in zip(center, box))
+        seed = int3(c - sl.start for c, sl in zip(center, box))
         try:
             sub = fit_to_count(field, sub_allowed, n_voxels, seed=seed, voxel_ml=geometry.voxel_volume_ml,
                                where=where)
@@ -344,7 +345,7 @@ def extra_axial(allowed: np.ndarray, brain: np.ndarray, geometry: Geometry, *, s
     ratio, power = (0.12, 4.0) if kind == "subdural" else (0.45, 2.0)
     variety = float(np.clip(shape_variety, 0.0, 1.0))
     box, depth, nearest = surface if surface is not None else surface_points(brain, geometry)
-    seed_local = tuple(int(c - sl.start) for c, sl in zip(seed_zyx, box))
+    seed_local = int3(c - sl.start for c, sl in zip(seed_zyx, box))
     sub_allowed = allowed[box] & brain[box]
     if not all(0 <= c < n for c, n in zip(seed_local, sub_allowed.shape)) or not sub_allowed[seed_local]:
         raise InputError("the extra-axial seed lies outside the allowed region", where=where)
@@ -366,7 +367,7 @@ def extra_axial(allowed: np.ndarray, brain: np.ndarray, geometry: Geometry, *, s
         elong = float(np.clip(elong, 1 / 1.3, 1.3))  # sutures bound a lens in every direction: no long strips
     rotation = random_rotation(rng)
     scale = (elong, 1.0 / elong, 1.0)
-    offsets = _surface_offsets(nearest, flat, tuple(int(nearest[a][seed_local]) for a in range(3)), geometry)
+    offsets = _surface_offsets(nearest, flat, int3(nearest[a][seed_local] for a in range(3)), geometry)
     s2 = np.zeros(len(flat), np.float32)
     for k in range(3):
         u = rotation[0, k] * offsets[0] + rotation[1, k] * offsets[1] + rotation[2, k] * offsets[2]
@@ -611,7 +612,7 @@ def hematoma(allowed: np.ndarray, geometry: Geometry, *, center_zyx: tuple[int, 
     while True:
         box = _box(center, half, allowed.shape, geometry)
         sub_allowed = allowed[box]
-        seed = tuple(int(c - sl.start) for c, sl in zip(center, box))
+        seed = int3(c - sl.start for c, sl in zip(center, box))
         dz, dy, dx = _offsets_mm(box, center, geometry)
         u = [rotation[0, k] * dz + rotation[1, k] * dy + rotation[2, k] * dx for k in range(3)]
         rho = np.sqrt(sum((u[k] / axes[k]) ** 2 for k in range(3)))
@@ -683,14 +684,14 @@ def sulcal(allowed: np.ndarray, brain: np.ndarray, geometry: Geometry, *, seed_z
     if len(flat) < n_voxels:
         raise InputError(f"requested subarachnoid volume {n_voxels * geometry.voxel_volume_ml:.3g} ml does not fit",
                          where=where, fix="ask for a smaller volume")
-    seed_local = tuple(int(np.clip(c - sl.start, 0, n - 1)) for c, sl, n in zip(seed_zyx, box, sdepth.shape))
-    origin = tuple(int(nearest[a][seed_local]) for a in range(3))
+    seed_local = int3(np.clip(c - sl.start, 0, n - 1) for c, sl, n in zip(seed_zyx, box, sdepth.shape))
+    origin = int3(nearest[a][seed_local] for a in range(3))
     d = sdepth.ravel()[flat]
     s = np.sqrt(sum(o**2 for o in _surface_offsets(nearest, flat, origin, geometry)))
     sigma = 5.0 - 1.5 * variety
     # Longer correlation along physical z: array axis a runs along index axis (2 - a) of the direction matrix.
     vertical = [abs(float(geometry.direction_matrix[2, 2 - a])) for a in range(3)]
-    noise = smooth_noise(sdepth.shape, geometry, tuple(sigma * (1.0 + 2.0 * v) for v in vertical), rng)
+    noise = smooth_noise(sdepth.shape, geometry, float3(sigma * (1.0 + 2.0 * v) for v in vertical), rng)
     # Each voxel pushed out along the (smoothed) outward normal by its depth lands on the surface: sampling the
     # field there makes it constant along the normal, a continuous version of "its nearest surface point".
     spacing = np.asarray(geometry.spacing_zyx, np.float32)
@@ -938,7 +939,7 @@ def pick_voxel(candidates: np.ndarray, geometry: Geometry, *, rng: np.random.Gen
         raise InputError(f"no room for the {what}: no voxel meets the placement rules", where=where,
                          fix="ask for a smaller lesion, another side or place, or fewer lesions")
     if center_xyz is None:
-        return tuple(int(v) for v in np.unravel_index(int(flat[rng.integers(len(flat))]), candidates.shape))
+        return int3(np.unravel_index(int(flat[rng.integers(len(flat))]), candidates.shape))
     point = np.asarray(center_xyz, dtype=float)
     if point.shape != (3,) or not np.all(np.isfinite(point)):
         raise InputError(f"a lesion location needs 3 finite coordinates (x, y, z) in mm, got {center_xyz!r}",
@@ -955,4 +956,4 @@ def pick_voxel(candidates: np.ndarray, geometry: Geometry, *, rng: np.random.Gen
     idx = np.argwhere(candidates)
     delta = (idx - index[None, :]) * np.asarray(geometry.spacing_zyx)[None, :]
     best = idx[int(np.argmin(np.einsum("ij,ij->i", delta, delta)))]
-    return tuple(int(v) for v in best)
+    return int3(best)

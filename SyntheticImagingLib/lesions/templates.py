@@ -10,6 +10,7 @@ from scipy import ndimage
 from ..anatomy import estimate_midline_x
 from ..cases import Geometry
 from ..errors import InputError
+from ..triples import int3
 from .shapes import (
     MAX_LESION_FRACTION,
     approx_depth_mm,
@@ -135,7 +136,7 @@ def template_lesion(template_mask: np.ndarray, template_geometry: Geometry, brai
         sub_allowed = allowed[box]
         seed_local = np.unravel_index(int(np.argmax(np.where(sub_allowed, field, -np.inf))), sub_allowed.shape)
         try:
-            sub = fit_to_count(field, sub_allowed, n, seed=tuple(int(v) for v in seed_local), voxel_ml=voxel_ml,
+            sub = fit_to_count(field, sub_allowed, n, seed=int3(seed_local), voxel_ml=voxel_ml,
                                where=where)
         except InputError:
             if all(sl.start == 0 and sl.stop == dim for sl, dim in zip(box, brain.shape)):

@@ -10,6 +10,7 @@ from scipy import ndimage
 from ..anatomy import distance_mm, estimate_midline_x
 from ..cases import Geometry
 from ..errors import InputError
+from ..triples import int3
 from .shapes import (
     MAX_LESION_FRACTION,
     approx_depth_mm,
@@ -58,7 +59,7 @@ def split_core_edema(whole: np.ndarray, geometry: Geometry, *, core_fraction: fl
     field = depth / max(float(depth.max()), 1e-6)
     if shape_variety > 0:
         field = field + 0.3 * float(shape_variety) * smooth_noise(whole.shape, geometry, 0.3 * r_eq, rng)
-    seed = tuple(int(v) for v in np.unravel_index(int(np.argmax(np.where(whole, depth, -1.0))), whole.shape))
+    seed = int3(np.unravel_index(int(np.argmax(np.where(whole, depth, -1.0))), whole.shape))
     # Keep an edema rim of at least one voxel (up to 3 mm where the tumour is thick enough) around the core.
     room = whole
     for rim_mm in (3.0, 2.0 * max(geometry.spacing), 1.01 * max(geometry.spacing), 1.01 * min(geometry.spacing)):

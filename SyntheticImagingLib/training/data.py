@@ -23,7 +23,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -73,7 +73,9 @@ class GridSettings:
     def from_task(cls, task: TaskPreset, *, spacing: Sequence[float] | None = None,
                   shape: Sequence[int] | None = None) -> GridSettings:
         """The task's grid, with optional spacing/shape overrides (e.g. a coarse grid for CPU tests)."""
-        return cls(spacing=tuple(spacing or task.spacing), shape=tuple(shape or task.shape), channels=task.channels,
+        # three values each: checked by __post_init__, with a clear message
+        return cls(spacing=cast("tuple[float, float, float]", tuple(spacing or task.spacing)),
+                   shape=cast("tuple[int, int, int]", tuple(shape or task.shape)), channels=task.channels,
                    modality=task.modality, label_values=tuple(task.label_table.values))
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,7 +287,7 @@ def save_masks(path: str | os.PathLike[str], masks: Sequence[tuple[np.ndarray, G
     arrays = {f"mask_{i:05d}": np.asarray(m, dtype=np.uint8) for i, (m, _) in enumerate(masks)}
     geoms = json.dumps([g.to_dict() for _, g in masks])
     buf = io.BytesIO()
-    np.savez_compressed(buf, geometries=np.array(geoms), **arrays)
+    np.savez_compressed(buf, geometries=np.array(geoms), **arrays)  # type: ignore[arg-type]  # numpy's stub matches **arrays against allow_pickle
     with atomic_file(path) as tmp:
         tmp.write_bytes(buf.getvalue())
     return {"file": path.name, "count": len(masks), "sha256": hashlib.sha256(buf.getvalue()).hexdigest(),

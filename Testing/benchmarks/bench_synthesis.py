@@ -128,9 +128,9 @@ def bench_diffusion(shape: tuple[int, int, int], repeats: int, device: torch.dev
     gen.nets = {k: m.eval() for k, m in gen.build_networks().items()}
     first, pipeline = _time_pipeline(gen, brain, geometry, device, cases=1, repeats=repeats, precision=precision)
     nets = gen._sampling_nets()
-    n_steps = int(gen.config["inference_steps"])
-    latent = torch.randn(1, int(gen.config["latent_channels"]) + gen.n_mask, *gen.space_shape, device=device)
-    z = latent[:, : int(gen.config["latent_channels"])]
+    n_steps = gen.config.inference_steps
+    latent = torch.randn(1, gen.config.latent_channels + gen.n_mask, *gen.space_shape, device=device)
+    z = latent[:, : gen.config.latent_channels]
     timestep = torch.full((1,), 500, device=device)
 
     def bare() -> None:

@@ -278,11 +278,11 @@ def bench_plain(cases: Any, *, spacing: float, shape: Sequence[int], architectur
     torch.manual_seed(seed)
     nets = gen.build_networks()  # the family's own builder: the same modules (class-mean buffer left at 0)
     generator, discriminator = nets["generator"].to(device), nets["discriminator"].to(device)
-    betas = (float(c["beta1"]), 0.999)
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=float(c["lr_g"]), betas=betas)
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=float(c["lr_d"]), betas=betas)
+    betas = (c.beta1, 0.999)
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=c.lr_g, betas=betas)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=c.lr_d, betas=betas)
     adv_loss = PatchAdversarialLoss(criterion="least_squares")
-    lambda_l1, lambda_adv = float(c["lambda_l1"]), float(c["lambda_adv"])
+    lambda_l1, lambda_adv = c.lambda_l1, c.lambda_adv
     values = gen.grid.label_values
     use_amp = bool(amp)
 

@@ -93,7 +93,7 @@ def test_resynthesize_moves_and_removes_the_tumour(trained, split, held_out):
     assert _flair_ratio(moved.channels["FLAIR"], moved.label, moved.brain_mask) > 1.1
     real_flair = p.intensity.inverse_array(p.image[0], "FLAIR")
     edited = (p.label > 0) | (moved.label > 0)
-    far = ndimage.distance_transform_edt(~edited, sampling=p.geometry.spacing_zyx) > gen.config["blend_margin_mm"]
+    far = ndimage.distance_transform_edt(~edited, sampling=p.geometry.spacing_zyx) > gen.config.blend_margin_mm
     assert np.allclose(moved.channels["FLAIR"][far], real_flair[far], rtol=1e-4, atol=1e-2)  # the rest stays real
     removed = gen.resynthesize(real, edit="remove")
     assert not removed.label.any()
