@@ -22,15 +22,19 @@ from SyntheticImagingLib.errors import GeometryError, InputError
 from SyntheticImagingLib.io import load_dataset, write_dataset
 from SyntheticImagingLib.io.datasets import Dataset, infer_modality
 from SyntheticImagingLib.io.seg_nrrd import DEFAULT_COLORS
-from SyntheticImagingLib.tasks import get_task
+from SyntheticImagingLib.label_roles import role_for_name
+from SyntheticImagingLib.tasks import get_task, task_for_data
 
 __all__ = ["CaseNodes", "CaseNodesLogic", "geometryFromVolumeNode", "safeId", "stamp", "segmentationDisplay",
-           "ATTRIBUTE_CASE_ID", "ATTRIBUTE_DATASET", "ATTRIBUTE_CHANNEL", "CT_WINDOW"]
+           "channelNamesFromNodes", "segmentLabelValues", "ATTRIBUTE_CASE_ID", "ATTRIBUTE_DATASET",
+           "ATTRIBUTE_CHANNEL", "ATTRIBUTE_LABEL_VALUES", "CT_WINDOW"]
 
 #: Node attribute names recording where a node came from (not set on reader-study nodes, which stay blind).
 ATTRIBUTE_CASE_ID = "SyntheticImaging.CaseId"
 ATTRIBUTE_DATASET = "SyntheticImaging.Dataset"
 ATTRIBUTE_CHANNEL = "SyntheticImaging.Channel"
+#: Set (to ``"segment"``) on segmentations whose segments' label values are the case's label values.
+ATTRIBUTE_LABEL_VALUES = "SyntheticImaging.LabelValues"
 #: CT brain window (width, level) in HU.
 CT_WINDOW = (80.0, 40.0)
 
@@ -112,6 +116,38 @@ def _ids(segmentationNode: Any) -> list[str]:
     return [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
 
 
+def segmentLabelValues(segmentationNode: Any) -> list[int]:
+    """The label value of each segment (in segment order), as a labelmap exported from Slicer numbers them:
+    segment *i* is value *i + 1*; but a segmentation read from a file (``.seg.nrrd``, a labelmap loaded as a
+    segmentation) or made by this module keeps its segments' stored label values (e.g. 1, 2, 4) when they are
+    distinct and positive."""
+    segmentation = segmentationNode.GetSegmentation()
+    ids = _ids(segmentationNode)
+    byIndex = list(range(1, len(ids) + 1))
+    storage = segmentationNode.GetStorageNode()
+    stored = (segmentationNode.GetAttribute(ATTRIBUTE_LABEL_VALUES) == "segment"
+              or (storage is not None and bool(storage.GetFileName())))
+    if not stored:
+        return byIndex
+    values = [int(segmentation.GetSegment(i).GetLabelValue()) for i in ids]
+    return values if all(v > 0 for v in values) and len(set(values)) == len(values) else byIndex
+
+
+def channelNamesFromNodes(volumeNodes: Sequence[Any]) -> list[str]:
+    """The channel names of volume nodes: the channel a node of this module records, else the node's name without
+    the words every name starts with (``"case_0 FLAIR"``, ``"case_0 T1"`` -> ``"FLAIR"``, ``"T1"``), so the cases of
+    one scene share their channel names."""
+    recorded = [node.GetAttribute(ATTRIBUTE_CHANNEL) or "" for node in volumeNodes]
+    if all(recorded) and len(set(recorded)) == len(recorded):
+        return recorded
+    words = [node.GetName().split() or [node.GetName()] for node in volumeNodes]
+    start = 0
+    while (len(words) > 1 and all(len(w) > start + 1 for w in words)
+           and len({w[start] for w in words}) == 1):
+        start += 1
+    return [" ".join(w[start:]) for w in words]
+
+
 def _robustWindow(volumeNode: Any, array: np.ndarray, modality: Modality) -> None:
     # One fixed rule for every case (also in the reader study: real and synthetic must look alike on screen)
     display = volumeNode.GetDisplayNode()
@@ -187,11 +223,13 @@ class CaseNodesLogic:
 
         Args:
             volumeNodes: a scalar volume node or a list of them, one per channel, all on one voxel grid.
-            segmentationNode: a segmentation node (segment *i* becomes label value *i + 1*; a later segment wins
-                where segments overlap) or a labelmap volume node, or None.
+            segmentationNode: a segmentation node (the label table is its segment names, the values
+                :func:`segmentLabelValues`; a later segment wins where segments overlap) or a labelmap volume
+                node, or None.
             caseId: the case id (default: from the segmentation's or first volume's name).
-            task: task preset: names the channels and gives modality, lesion kind and label names.
-            channelNames: channel names (default: the task's when the count matches, else the node names).
+            task: task preset: gives modality, lesion kind and the name of a lone segment whose name means
+                nothing (channels and labels stay the nodes').
+            channelNames: channel names (default: :func:`channelNamesFromNodes`, the volume nodes' names).
             modality: MR or CT (default: the task's, else guessed from intensities).
             lesionKind: tumor or hemorrhage (default: the task's, else tumor).
 
@@ -211,8 +249,7 @@ class CaseNodesLogic:
                                 fix="put all channels and the segmentation on one voxel grid first")
         preset = get_task(task) if task else None
         if channelNames is None:
-            channelNames = (list(preset.channels) if preset and len(preset.channels) == len(volumes)
-                            else [n.GetName() for n in volumes])
+            channelNames = channelNamesFromNodes(volumes)
         if len(set(channelNames)) != len(volumes):
             raise InputError(f"need {len(volumes)} distinct channel names, got {list(channelNames)}")
         ref = volumes[0]
@@ -221,7 +258,7 @@ class CaseNodesLogic:
         first = next(iter(channels.values()))
         modality = Modality(modality) if modality else (preset.modality if preset else infer_modality(first))
         lesionKind = LesionKind(lesionKind) if lesionKind else (preset.lesion_kind if preset else LesionKind.TUMOR)
-        label, table, segmentNames = self._labelFromNode(segmentationNode, ref, preset)
+        label, table, segmentNames = self._labelFromNode(segmentationNode, ref, preset, lesionKind)
         source = segmentationNode if segmentationNode is not None else ref
         metadata: dict[str, Any] = {"source": "3D Slicer scene", "nodes": [n.GetName() for n in volumes]}
         if segmentNames:
@@ -232,37 +269,42 @@ class CaseNodesLogic:
         return case.validate()
 
     @staticmethod
-    def _labelFromNode(node: Any | None, ref: Any, preset: Any | None) -> tuple[np.ndarray | None, LabelTable,
-                                                                                   list[str]]:
+    def _labelFromNode(node: Any | None, ref: Any, preset: Any | None, lesionKind: LesionKind
+                       ) -> tuple[np.ndarray | None, LabelTable, list[str]]:
         default = preset.label_table if preset else LabelTable({1: "tumor"})
         if node is None:
             return None, default, []
+
+        def lone(names: dict[int, str]) -> dict[int, str]:
+            # one lesion whose name means nothing ("Segment_1") is the task's lesion ("tumor"); a named one stays
+            if len(names) == 1 and len(default.names) == 1 and role_for_name(next(iter(names.values())),
+                                                                              lesionKind) is None:
+                return {value: next(iter(default.names.values())) for value in names}
+            return names
+
         if node.IsA("vtkMRMLLabelMapVolumeNode"):
             label = np.rint(slicer.util.arrayFromVolume(node)).astype(np.int16)
             values = [int(v) for v in np.unique(label) if v != 0]
             colors = node.GetDisplayNode().GetColorNode() if node.GetDisplayNode() is not None else None
             names = {v: (colors.GetColorName(v) if colors is not None else "") or f"label {v}" for v in values}
-            if values == [1] and len(default.names) == 1:
-                names = dict(default.names)
-            return label, LabelTable(names), [names[v] for v in values]
+            segmentNames = [names[v] for v in values]
+            return label, LabelTable(lone(names)), segmentNames
         shape = slicer.util.arrayFromVolume(ref).shape
         label = np.zeros(shape, dtype=np.int16)
         names: dict[int, str] = {}
         segmentation = node.GetSegmentation()
-        for i, segmentId in enumerate(_ids(node)):
+        for segmentId, value in zip(_ids(node), segmentLabelValues(node)):
             mask = slicer.util.arrayFromSegmentBinaryLabelmap(node, segmentId, ref)
-            label[mask > 0] = i + 1
-            names[i + 1] = segmentation.GetSegment(segmentId).GetName()
+            label[mask > 0] = value
+            names[value] = segmentation.GetSegment(segmentId).GetName()
         segmentNames = list(names.values())
-        if len(names) == 1 and len(default.names) == 1:
-            names = dict(default.names)  # one drawn lesion is the task's lesion ("tumor"), whatever its name
-        return label, LabelTable(names), segmentNames
+        return label, LabelTable(lone(names)), segmentNames
 
     # -- Case -> MRML ------------------------------------------------------------------------------------------
     def caseToNodes(self, case: Case, *, name: str | None = None, showSurface: bool = True,
                     withLabel: bool = True, provenance: bool = True) -> CaseNodes:
         """Scene nodes showing a case: one scalar volume per channel (on the case's grid) and a segmentation with
-        one named segment per label value.
+        one segment per label value, named as the label table and keeping its label value (one shared layer).
 
         Args:
             case: the case.
@@ -295,16 +337,32 @@ class CaseNodesLogic:
         return nodes
 
     def _segmentationFromLabel(self, case: Case, reference: Any, name: str, showSurface: bool) -> Any:
+        assert case.label is not None
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         node.CreateDefaultDisplayNodes()
         node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        node.SetAttribute(ATTRIBUTE_LABEL_VALUES, "segment")
         segmentation = node.GetSegmentation()
+        # one empty segment per label (id = name), then the label map imported into them as one shared layer:
+        # segment ids[v - 1] gets the voxels of value v and keeps v as its label value (as a .seg.nrrd stores it)
+        ids = vtk.vtkStringArray()
+        ids.SetNumberOfValues(max(case.label_table.values, default=0))
         for value, labelName in case.label_table.names.items():
-            color = DEFAULT_COLORS.get(labelName)
-            segmentId = (segmentation.AddEmptySegment(labelName, labelName, color) if color
-                         else segmentation.AddEmptySegment(labelName, labelName))
-            mask = (case.label == value).astype(np.uint8)
-            slicer.util.updateSegmentBinaryLabelmapFromArray(mask, node, segmentId, reference)
+            ids.SetValue(value - 1, segmentation.AddEmptySegment(labelName, labelName))
+        labelmap = slicer.util.addVolumeFromArray(np.ascontiguousarray(case.label, dtype=np.int16),
+                                                  ijkToRAS=case.geometry.ijk_to_ras(), name=f"{name} values",
+                                                  nodeClassName="vtkMRMLLabelMapVolumeNode")
+        try:
+            imported = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node, ids)
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+        if not imported:
+            raise InputError("the label map could not be turned into segments", where=case.case_id)
+        for value, labelName in case.label_table.names.items():
+            segment = segmentation.GetSegment(ids.GetValue(value - 1))
+            segment.SetName(labelName)
+            if labelName in DEFAULT_COLORS:
+                segment.SetColor(*DEFAULT_COLORS[labelName])
         if showSurface:
             node.CreateClosedSurfaceRepresentation()
         return node
@@ -334,7 +392,17 @@ class CaseNodesLogic:
                 slicer.mrmlScene.RemoveNode(node)
 
     def casesFromInput(self, data: Any, task: str | None = None) -> list[Case]:
-        """Cases from a list of :class:`CaseNodes`, of ``(volumeNodes, segmentationNode)`` pairs, or of cases."""
+        """Cases from a list of :class:`CaseNodes`, of ``(volumeNodes, segmentationNode)`` pairs, or of cases.
+
+        Args:
+            data: the cases or their nodes.
+            task: task preset; given, the cases must form a task of it (:func:`~SyntheticImagingLib.tasks.
+                task_for_data`): one set of channel names, segment names that name label roles.
+
+        Raises:
+            LabelError: segment names that match no label role (the message names them and how to map them).
+            InputError: cases with different channels.
+        """
         cases: list[Case] = []
         for item in data:
             if isinstance(item, Case):
@@ -349,6 +417,8 @@ class CaseNodesLogic:
         for i, case in enumerate(cases):
             if ids.count(case.case_id) > 1:  # node names repeat easily; folder names must not
                 cases[i] = case.replace(case_id=f"{case.case_id}_{i + 1}")
+        if task and cases:
+            task_for_data(cases, task=task)
         return cases
 
     def writeDataset(self, data: Any, outDir: str | Path, *, task: str | None = None,

@@ -12,6 +12,7 @@ from .dicom_study import (
     safe_extract_zip,
 )
 from .phi import PhiHit, collect_identifying_values, find_source_values_in_export, scan_for_values
+from .segment_codes import ROLE_CODES, SegmentCoding, segment_coding, table_codings
 from .uids import is_project_uid, new_uid
 
 __all__ = [
@@ -24,6 +25,10 @@ __all__ = [
     "build_segmentation",
     "read_dicom_seg",
     "segment_type_code",
+    "segment_coding",
+    "table_codings",
+    "SegmentCoding",
+    "ROLE_CODES",
     "collect_identifying_values",
     "scan_for_values",
     "find_source_values_in_export",

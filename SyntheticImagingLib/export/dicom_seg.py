@@ -1,9 +1,10 @@
 """The label map of a case as a DICOM Segmentation (highdicom), and reading it back.
 
 One segment per value of the case's label table (declared even when the value marks no voxel, so the label
-table survives the round trip), coded with SNOMED CT (category "Morphologically Altered Structure", type
-Neoplasm / Edema / Necrosis / Hemorrhage), algorithm type AUTOMATIC with an Algorithm Identification naming the
-generator. Segment numbers must run 1..n in DICOM; each segment's Segment Description records the label value it
+table survives the round trip): its Segment Label is the user's label name, its category, type and anatomic region
+are coded from the label's role (:mod:`.segment_codes`: SNOMED CT / NCIt concepts of the DICOM segmentation context
+groups; a name matching no role is coded "Lesion"), algorithm type AUTOMATIC with an Algorithm Identification naming
+the generator. Segment numbers must run 1..n in DICOM; each segment's Segment Description records the label value it
 stands for (``"label value 4"``), so label tables with gaps (e.g. BraTS 1, 2, 4) come back unchanged.
 """
 
@@ -22,47 +23,34 @@ from pydicom.sr.coding import Code
 
 from ..cases import LabelTable, LesionKind
 from ..errors import InputError, LabelError, UnreadableFileError
+from .segment_codes import LESION_CATEGORY, segment_coding, table_codings
 
 __all__ = [
     "SEGMENTED_PROPERTY_CATEGORY",
-    "SEGMENT_TYPE_CODES",
     "segment_type_code",
     "build_segmentation",
     "read_dicom_seg",
 ]
 
-#: SCT 49755003: the category of every lesion segment.
-SEGMENTED_PROPERTY_CATEGORY = Code("49755003", "SCT", "Morphologically Altered Structure")
-#: Segment types, picked by words in the label name (first match wins).
-SEGMENT_TYPE_CODES: tuple[tuple[tuple[str, ...], Code], ...] = (
-    (("edema", "oedema"), Code("79654002", "SCT", "Edema")),
-    (("necro",), Code("6574001", "SCT", "Necrosis")),
-    (("hemorrh", "haemorrh", "bleed", "blood", "hematoma", "haematoma"), Code("50960005", "SCT", "Hemorrhage")),
-    (("tumo", "neoplas", "glioma", "enhanc", "core", "lesion", "mass"), Code("108369006", "SCT", "Neoplasm")),
-)
-_DEFAULT_TYPE = {LesionKind.TUMOR: Code("108369006", "SCT", "Neoplasm"),
-                 LesionKind.HEMORRHAGE: Code("50960005", "SCT", "Hemorrhage")}
-_BRAIN = Code("12738006", "SCT", "Brain")
+#: SCT 49755003 (CID 7150): the category of every lesion segment.
+SEGMENTED_PROPERTY_CATEGORY = LESION_CATEGORY
 _LABEL_VALUE_RE = re.compile(r"label value (-?\d+)")
 _SEG_MODALITY = "SEG"
 
 
 def segment_type_code(name: str, lesion_kind: LesionKind | str) -> Code:
-    """The SNOMED CT segmented property type of a label name (the lesion kind's default if no word matches).
+    """The segmented property type of a label name: its role's code (:data:`.segment_codes.ROLE_CODES`), else
+    (52988006, SCT, "Lesion").
 
     Args:
-        name: label name from the label table (e.g. ``"edema"``, ``"tumor core"``).
-        lesion_kind: the case's lesion kind, used when the name says nothing known.
+        name: label name from the label table (e.g. ``"edema"``, ``"SDH"``).
+        lesion_kind: the case's lesion kind (decides what e.g. ``"edema"`` means).
 
     Example:
         >>> segment_type_code("peritumoral edema", "tumor").meaning
         'Edema'
     """
-    low = name.lower()
-    for words, code in SEGMENT_TYPE_CODES:
-        if any(w in low for w in words):
-            return code
-    return _DEFAULT_TYPE[LesionKind(lesion_kind)]
+    return segment_coding(name, lesion_kind).type
 
 
 def build_segmentation(
@@ -88,7 +76,7 @@ def build_segmentation(
         source_images: headers of the exported slices, ``source_images[k]`` holding array slice ``label[k]``.
         label: integer label map ``[z, y, x]`` on the grid of the source images.
         label_table: names of the label values; one segment per entry, in value order.
-        lesion_kind: picks the default coded type of a segment.
+        lesion_kind: tumour or hemorrhage: the role of each label name, hence its codes, is read for it.
         series_instance_uid: fresh UID of the SEG series.
         sop_instance_uid: fresh UID of the SEG instance.
         series_number: series number of the SEG.
@@ -129,16 +117,18 @@ def build_segmentation(
         parameters={str(k)[:64]: str(v)[:64] for k, v in (algorithm_parameters or {}).items()} or None,
     )
     descriptions = []
+    codings = table_codings(label_table, lesion_kind)
     for number, value in enumerate(values, start=1):
         name = label_table.names[value]
+        coding = codings[value]
         desc = hd.seg.SegmentDescription(
             segment_number=number,
             segment_label=name[:64],
-            segmented_property_category=SEGMENTED_PROPERTY_CATEGORY,
-            segmented_property_type=segment_type_code(name, lesion_kind),
+            segmented_property_category=coding.category,
+            segmented_property_type=coding.type,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            anatomic_regions=[_BRAIN],
+            anatomic_regions=[coding.anatomic_region],
         )
         desc.SegmentDescription = f"label value {value}: {name}"[:1024]
         descriptions.append(desc)

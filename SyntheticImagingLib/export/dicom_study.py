@@ -58,6 +58,7 @@ from ..cases import Case, Geometry, Modality
 from ..errors import DatasetError, GeometryError, InputError, ResourceError
 from ..io.atomic import atomic_dir, atomic_file, os_error_to_resource_error, write_json
 from .dicom_seg import build_segmentation
+from .segment_codes import table_codings
 from .uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_project_uid, new_uid
 
 __all__ = [
@@ -487,6 +488,10 @@ def _use_own_uids(ds: Dataset) -> None:
         elem.value = new if len(new) > 1 else new[0]
 
 
+def _code_entry(code: Dataset) -> dict[str, str]:
+    return {"code": str(code.CodeValue), "scheme": str(code.CodingSchemeDesignator), "meaning": str(code.CodeMeaning)}
+
+
 def _write_segmentation(case: Case, study: _Study, source: Sequence[Dataset], source_entry: Mapping[str, Any],
                         folder: Path, series_number: int) -> dict[str, Any]:
     assert case.label is not None
@@ -510,12 +515,14 @@ def _write_segmentation(case: Case, study: _Study, source: Sequence[Dataset], so
     folder.mkdir(parents=True, exist_ok=False)
     seg.save_as(folder / "00001.dcm", enforce_file_format=True)
     segments = []
+    codings = table_codings(case.label_table, case.lesion_kind)
     for number, value in enumerate(case.label_table.values, start=1):
         item = seg.SegmentSequence[number - 1]
-        code = item.SegmentedPropertyTypeCodeSequence[0]
         segments.append({"segment_number": number, "label_value": value, "label": case.label_table.names[value],
-                         "type": {"code": str(code.CodeValue), "scheme": str(code.CodingSchemeDesignator),
-                                  "meaning": str(code.CodeMeaning)},
+                         "role": codings[value].role,
+                         "category": _code_entry(item.SegmentedPropertyCategoryCodeSequence[0]),
+                         "type": _code_entry(item.SegmentedPropertyTypeCodeSequence[0]),
+                         "anatomic_region": _code_entry(item.AnatomicRegionSequence[0]),
                          "voxels": int(np.count_nonzero(case.label == value))})
     return {
         "folder": folder.name,

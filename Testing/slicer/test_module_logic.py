@@ -157,6 +157,7 @@ def test_case_to_nodes_round_trip(scene, ct):
     assert names == ["tumor core", "edema"]
     assert nodes.segmentation.GetSegmentation().ContainsRepresentation("Closed surface")
     for value, name in case.label_table.names.items():
+        assert segmentation.GetSegment(name).GetLabelValue() == value
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(nodes.segmentation, name, nodes.referenceVolume)
         np.testing.assert_array_equal(mask > 0, case.label == value)
     back = logic.caseFromNodes(list(nodes.volumes.values()), nodes.segmentation, caseId=case.case_id,

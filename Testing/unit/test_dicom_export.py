@@ -30,9 +30,12 @@ from SyntheticImagingLib.export import (
     safe_extract_zip,
     scan_for_values,
     segment_type_code,
+    table_codings,
 )
 from SyntheticImagingLib.export import dicom_study as dicom_study_module
+from SyntheticImagingLib.export.segment_codes import ROLE_CODES
 from SyntheticImagingLib.io.dicom import read_dicom_case, read_dicom_series
+from SyntheticImagingLib.label_roles import HEMORRHAGE_ROLES, TUMOR_ROLES
 
 SHAPE = (8, 16, 16)
 _C, _S = np.cos(0.3), np.sin(0.3)
@@ -114,12 +117,71 @@ def test_mr_intensities_exact_when_integral_and_bounded_when_float() -> None:
     assert np.abs(decoded - floats).max() <= half_step * (1 + 1e-9) and coding.max_abs_error <= half_step * 1.000001
 
 
-def test_segment_codes_follow_label_names() -> None:
+def test_segment_codes_follow_label_roles() -> None:
     assert segment_type_code("tumor core", "tumor").value == "108369006"
     assert segment_type_code("edema", "tumor").value == "79654002"
-    assert segment_type_code("subdural hemorrhage", "hemorrhage").value == "50960005"
-    assert segment_type_code("necrosis", "tumor").value == "6574001"
-    assert segment_type_code("class 7", "hemorrhage").value == "50960005"
+    assert segment_type_code("SDH", "hemorrhage").value == "50960005"
+    assert segment_type_code("NCR", "tumor").value == "6574001"
+    assert (segment_type_code("ET", "tumor").value, segment_type_code("ET", "tumor").scheme_designator) == (
+        "C113842", "NCIt")
+    assert segment_type_code("class 7", "hemorrhage").value == "52988006"  # no role: "Lesion", name kept
+    # every role of both kinds has its codes
+    assert set(ROLE_CODES) == set(TUMOR_ROLES) | set(HEMORRHAGE_ROLES)
+    # one label whose name means nothing is the whole lesion of the case's kind
+    assert table_codings(LabelTable({1: "label 1"}), "hemorrhage")[1].type.value == "50960005"
+    assert table_codings(LabelTable({1: "label 1"}), "tumor")[1].type.value == "108369006"
+    assert not table_codings(LabelTable({1: "label 1", 2: "blob"}), "tumor")[2].known
+
+
+#: label table -> (value, category, type (scheme, code), anatomic region) per segment, as the table in
+#: export/segment_codes.py says.
+CODED_TABLES = {
+    "brats2013": ("tumor", {1: "necrosis", 2: "edema", 3: "non-enhancing tumor", 4: "enhancing tumor"}, [
+        (1, "49755003", ("SCT", "6574001"), "12738006"), (2, "49755003", ("SCT", "79654002"), "12738006"),
+        (3, "49755003", ("NCIt", "C81175"), "12738006"), (4, "49755003", ("NCIt", "C113842"), "12738006")]),
+    "ich": ("hemorrhage", {1: "EDH", 2: "IPH", 3: "IVH", 4: "SAH", 5: "SDH"}, [
+        (1, "49755003", ("SCT", "50960005"), "1101003"), (2, "49755003", ("SCT", "50960005"), "12738006"),
+        (3, "49755003", ("SCT", "50960005"), "35764002"), (4, "49755003", ("SCT", "50960005"), "35951006"),
+        (5, "49755003", ("SCT", "50960005"), "1101003")]),
+}
+
+
+@pytest.mark.parametrize("which", sorted(CODED_TABLES))
+def test_one_coded_segment_per_label(tmp_path: Path, which: str) -> None:
+    kind, table, expected = CODED_TABLES[which]
+    label = np.zeros(SHAPE, np.int16)
+    for value in table:
+        label[value, 2:6, value:value + 4] = value
+    rng = np.random.default_rng(2)
+    channels = ({"CT": rng.integers(-1024, 1500, SHAPE).astype(np.float32)} if kind == "hemorrhage" else
+                {"Flair": rng.integers(0, 1200, SHAPE).astype(np.float32),
+                 "T1c": rng.integers(0, 1200, SHAPE).astype(np.float32)})
+    case = Case("synth_codes", channels, GEOMETRY, modality="CT" if kind == "hemorrhage" else "MR",
+                lesion_kind=kind, label=label, label_table=LabelTable(table), metadata={"generator": "g/1"})
+    study = export_dicom_study(case, tmp_path)
+    image_dir = _series_dirs(study, "image")[0]
+    (seg_file,) = _series_dirs(study, "SEG")[0].glob("*.dcm")
+    ds = pydicom.dcmread(seg_file)
+    assert len(ds.SegmentSequence) == len(table)
+    for item, (value, category, (scheme, code), region) in zip(ds.SegmentSequence, expected):
+        assert item.SegmentLabel == table[value] and item.SegmentDescription.startswith(f"label value {value}")
+        assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == category
+        type_code = item.SegmentedPropertyTypeCodeSequence[0]
+        assert (type_code.CodingSchemeDesignator, type_code.CodeValue) == (scheme, code)
+        assert item.AnatomicRegionSequence[0].CodeValue == region
+    read_label, read_table = read_dicom_seg(seg_file, image_dir)
+    assert read_table.names == table
+    np.testing.assert_array_equal(read_label, label)
+    index = json.loads((study / "index.json").read_text())
+    segments = index["series"][-1]["segments"]
+    assert [(s["label_value"], s["label"], s["type"]["code"]) for s in segments] == [
+        (v, table[v], code) for v, _, (_, code), _ in expected]
+    assert all(s["role"] for s in segments)
+    exe = _dciodvfy_or_none()
+    if exe is not None:
+        result = subprocess.run([exe, str(seg_file)], capture_output=True, text=True, timeout=60)
+        lines = (result.stdout + result.stderr).splitlines()
+        assert not [line for line in lines if line.startswith(("Error", "Warning"))], "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------- study export
@@ -297,6 +359,13 @@ def test_sheared_grid_is_refused(tmp_path: Path, mr_case: Case) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- dciodvfy
+
+
+def _dciodvfy_or_none() -> str | None:
+    try:
+        return _dciodvfy()
+    except pytest.skip.Exception:
+        return None
 
 
 def _dciodvfy() -> str:
