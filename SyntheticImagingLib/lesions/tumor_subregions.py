@@ -154,12 +154,23 @@ def _deepest(region: np.ndarray, n: int, geometry: Geometry, *, shape_variety: f
     seed = tuple(int(v) for v in np.unravel_index(int(np.argmax(np.where(sub, depth, -1.0))), sub.shape))
     room = sub
     if rim_voxels:
-        for rim_mm in (3.0, 2.0 * max(geometry.spacing), 1.01 * max(geometry.spacing), 1.01 * min(geometry.spacing)):
+        # a voxel on the border is one spacing deep: a rim needs depth above that (3 mm on fine grids)
+        rims = (max(3.0, 1.01 * max(geometry.spacing)), 2.0 * max(geometry.spacing), 1.01 * max(geometry.spacing),
+                1.01 * min(geometry.spacing))
+        widest: np.ndarray | None = None  # the piece inside the thinnest rim that still holds the seed
+        for rim_mm in rims:
             inner = sub & (depth > rim_mm)
+            if not inner[seed]:
+                continue
             labels, _ = ndimage.label(inner, structure=np.ones((3, 3, 3), bool))
-            if inner[seed] and (labels == labels[seed]).sum() >= n:
+            widest = labels == labels[seed]
+            if widest.sum() >= n:
                 room = inner
                 break
+        else:
+            if widest is not None:
+                # no rim leaves room for all n: the structure wins, the part shrinks to what fits inside a rim
+                room, n = widest, int(widest.sum())
     out[box] = fit_to_count(field, room, n, seed=seed, voxel_ml=geometry.voxel_volume_ml, where=where)
     return out
 
@@ -195,6 +206,7 @@ def split_tumor_subregions(whole: np.ndarray, geometry: Geometry, roles: LabelRo
         core = _deepest(whole, n_core, geometry, shape_variety=shape_variety, rng=rng, rim_voxels=True,
                         where="tumour core")
         label[whole] = roles.value_of(EDEMA)
+        n_core = int(core.sum())
     else:
         core = whole.copy()
         n_core = n_whole
