@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from .generators.inference import InferenceSettings
 from .io.datasets import Dataset, load_dataset, write_dataset
 from .lesions.controls import LesionControls
 from .progress import ProgressCallback, Reporter, as_reporter
-from .tasks import TaskPreset
+from .tasks import TaskPreset, task_for_cases
 
 __all__ = ["synthesize", "get_generator", "info", "SAMPLE_DATA", "sample_dataset", "sample_ct_head"]
 
@@ -59,13 +59,18 @@ def _cases(data: Dataset | Sequence[Case] | str | os.PathLike[str] | None) -> li
 
 def get_generator(generator: str | os.PathLike[str] | Generator, *, task: str | TaskPreset | None = None,
                   data: Dataset | Sequence[Case] | str | os.PathLike[str] | None = None,
-                  progress: Reporter | ProgressCallback | None = None, **config: Any) -> Generator:
+                  progress: Reporter | ProgressCallback | None = None,
+                  label_map: str | Mapping[str, int] | None = None, **config: Any) -> Generator:
     """A ready generator: an instance as is, a saved generator folder, or a training-free family fitted on ``data``.
+
+    With ``data`` the task takes its channels and label table from the cases
+    (:func:`~SyntheticImagingLib.tasks.task_for_data`): a dataset with any channels and labels works without code.
 
     Args:
         generator: a :class:`Generator`, a folder with a model card, or a family name.
-        task: task preset (for a family name; default ``brain-tumor-mri``).
+        task: task preset (for a family name; default: ``brain-tumor-mri``, or by the data's modality).
         data: real reference cases for training-free families.
+        label_map: role = value overrides for label names no synonym matches (``"edema=2,enhancing=4"``).
         progress: progress callback or reporter.
         **config: family settings.
     """
@@ -75,11 +80,14 @@ def get_generator(generator: str | os.PathLike[str] | Generator, *, task: str | 
     if (path / MODEL_CARD).exists() or path.is_dir():
         read_card(path)  # clear error for a folder that is not a generator
         return load_generator(path)
-    gen = create_generator(str(generator), task=task or "brain-tumor-mri", **config)
-    if gen.trainable:
-        raise InputError(f"generator {gen.family!r} must be trained first",
-                         fix=f"run `synthetic-imaging train --generator {gen.family} ...` and pass its output folder")
+    from .registry import GENERATORS
+
+    if str(generator) in GENERATORS and GENERATORS.get(str(generator)).trainable:
+        raise InputError(f"generator {generator!r} must be trained first",
+                         fix=f"run `synthetic-imaging train --generator {generator} ...` and pass its output folder")
     cases = _cases(data)
+    resolved = task_for_cases(cases, task=task, label_map=label_map) if cases else (task or "brain-tumor-mri")
+    gen = create_generator(str(generator), task=resolved, **config)
     if not cases:
         raise InputError(f"generator {gen.family!r} needs real reference cases", fix="pass data=... (--data)")
     return gen.fit(cases, progress=progress)

@@ -124,8 +124,11 @@ class IntensityMap:
     """Maps a case's physical intensities to ``[-1, 1]`` for the networks, and back.
 
     Args:
-        modality: CT uses a fixed invertible HU map; MR scales each channel by ``scales[channel]``.
+        modality: CT uses a fixed invertible HU map; MR maps ``offsets[channel]`` to 0 and ``scales[channel]`` to 1.
         scales: MR only: the intensity mapped to 1 per channel (99.5th percentile inside the head).
+        offsets: MR only: the intensity mapped to 0 per channel: 0 for non-negative images (absent from the JSON
+            form, so maps of non-negative data read and write as before), the 0.5th percentile inside the head for
+            images with negative values (z-scored, e.g. BRATS 2013), which would otherwise be clipped away.
 
     Example:
         >>> m = IntensityMap(Modality.CT)
@@ -135,6 +138,11 @@ class IntensityMap:
 
     modality: Modality
     scales: dict[str, float] = dataclasses.field(default_factory=dict)
+    offsets: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def offset(self, channel: str) -> float:
+        """The intensity mapped to 0 for ``channel`` (0 unless the images have negative values)."""
+        return float(self.offsets.get(channel, 0.0))
 
     @classmethod
     def fit(cls, case: Case) -> IntensityMap:
@@ -142,15 +150,19 @@ class IntensityMap:
         if case.modality == Modality.CT:
             return cls(Modality.CT)
         mask = foreground_mask(case)
-        scales = {}
+        scales, offsets = {}, {}
         for name, a in case.channels.items():
             values = a[mask] if mask.any() else a.ravel()
             scale = float(np.percentile(values, 99.5)) if values.size else 0.0
+            low = float(np.percentile(values, 0.5)) if values.size else 0.0
+            offset = low if values.size and float(values.min()) < 0 and low < 0 else 0.0
             if scale <= 0:
                 raise InputError(f"channel {name!r} has no positive intensity inside the head", where=case.case_id,
                                  fix="check the image is not empty and is an MR volume")
             scales[name] = scale
-        return cls(Modality.MR, scales)
+            if offset != 0.0:
+                offsets[name] = offset
+        return cls(Modality.MR, scales, offsets)
 
     @classmethod
     def mean_of(cls, maps: Sequence[IntensityMap]) -> IntensityMap:
@@ -160,19 +172,25 @@ class IntensityMap:
         if maps[0].modality == Modality.CT:
             return cls(Modality.CT)
         names = maps[0].scales
-        return cls(Modality.MR, {n: float(np.median([m.scales[n] for m in maps])) for n in names})
+        offsets = {n: float(np.median([m.offset(n) for m in maps])) for n in names}
+        return cls(Modality.MR, {n: float(np.median([m.scales[n] for m in maps])) for n in names},
+                   {n: v for n, v in offsets.items() if v != 0.0})
 
     def forward_array(self, array: np.ndarray, channel: str) -> np.ndarray:
         """Physical -> network units."""
         if self.modality == Modality.CT:
             return np.interp(array, CT_KNOTS_HU, CT_KNOTS_OUT).astype(np.float32)
-        return (np.clip(array / self.scales[channel], 0.0, 1.5) * 2.0 - 1.0).astype(np.float32)
+        offset = self.offset(channel)
+        return (np.clip((array - offset) / (self.scales[channel] - offset), 0.0, 1.5) * 2.0 - 1.0
+                ).astype(np.float32)
 
     def inverse_array(self, array: np.ndarray, channel: str) -> np.ndarray:
         """Network units -> physical units (HU for CT)."""
         if self.modality == Modality.CT:
             return np.interp(array, CT_KNOTS_OUT, CT_KNOTS_HU).astype(np.float32)
-        return (np.clip((np.asarray(array) + 1.0) / 2.0, 0.0, None) * self.scales[channel]).astype(np.float32)
+        offset = self.offset(channel)
+        return (offset + np.clip((np.asarray(array) + 1.0) / 2.0, 0.0, None) * (self.scales[channel] - offset)
+                ).astype(np.float32)
 
     def forward(self, case: Case) -> Case:
         """The case in network units."""
@@ -184,9 +202,13 @@ class IntensityMap:
 
     def to_dict(self) -> dict[str, object]:
         """JSON form (stored in model cards)."""
-        return {"modality": self.modality.value, "scales": dict(self.scales)}
+        d: dict[str, object] = {"modality": self.modality.value, "scales": dict(self.scales)}
+        if any(v != 0.0 for v in self.offsets.values()):
+            d["offsets"] = {k: v for k, v in self.offsets.items() if v != 0.0}
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> IntensityMap:
         """Inverse of :meth:`to_dict`."""
-        return cls(Modality(d["modality"]), {str(k): float(v) for k, v in dict(d.get("scales", {})).items()})
+        return cls(Modality(d["modality"]), {str(k): float(v) for k, v in dict(d.get("scales", {})).items()},
+                   {str(k): float(v) for k, v in dict(d.get("offsets", {})).items()})

@@ -19,7 +19,7 @@ from .lesions.controls import HEMORRHAGE_SUBTYPE_VALUES
 #: Labels of the head-CT task: the hemorrhage subtypes and perihematomal edema at their fixed values.
 HEMORRHAGE_SUBTYPE_LABELS = LabelTable({v: n for n, v in HEMORRHAGE_SUBTYPE_VALUES.items()})
 
-__all__ = ["TaskPreset", "TASKS", "get_task", "task_for_data", "HEMORRHAGE_SUBTYPE_LABELS"]
+__all__ = ["TaskPreset", "TASKS", "get_task", "task_for_data", "task_for_cases", "HEMORRHAGE_SUBTYPE_LABELS"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -150,3 +150,21 @@ def task_for_data(cases: Iterable[Case], *, task: str | TaskPreset | None = None
     candidate = dataclasses.replace(base, channels=channels, label_table=table, label_map=mapping, lesion_kind=kind)
     candidate.roles  # noqa: B018  (raises a clear LabelError now rather than in the middle of training)
     return candidate
+
+
+def task_for_cases(cases: Iterable[Case], *, task: str | TaskPreset | None = None,
+                   label_map: str | Mapping[str, int] | None = None) -> TaskPreset:
+    """:func:`task_for_data` for what the API and training get: a lazy dataset is read through its first case and
+    its label table (no other volume is loaded); a list of cases is read whole.
+
+    Args:
+        cases: a :class:`~SyntheticImagingLib.io.datasets.Dataset` or a list of cases.
+        task: the preset (name or object) to start from; None: by modality.
+        label_map: role = value overrides.
+    """
+    if hasattr(cases, "entries") and hasattr(cases, "label_table"):  # a lazy Dataset
+        dataset: Any = cases
+        if not len(dataset):
+            raise InputError("the dataset has no cases", fix="check the dataset folder (--data)")
+        return task_for_data([dataset[0]], task=task, label_map=label_map, labels=dataset.label_table)
+    return task_for_data(cases, task=task, label_map=label_map)

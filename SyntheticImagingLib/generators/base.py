@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..cases import Case
 from ..errors import CheckpointError, InputError
 from ..io.atomic import write_json
+from ..label_roles import LabelRoles
 from ..lesions.controls import LesionControls
 from ..progress import ProgressCallback, Reporter
 from ..registry import GENERATORS
@@ -83,6 +84,29 @@ class Generator(abc.ABC):
         self.device: torch.device = InferenceSettings(device="cpu").resolve()
         self._wrapped: dict[int, tuple[tuple[Any, ...], InferenceNetwork]] = {}  # by id of the trained network
 
+    @property
+    def label_roles(self) -> LabelRoles | None:
+        """The roles new lesions are written with: the task's label table when it is a user's (from
+        :func:`~SyntheticImagingLib.tasks.task_for_data`), None for an unchanged preset (the library's values)."""
+        return None if self.task.is_preset else self.task.roles
+
+    @property
+    def subregion_fractions(self) -> dict[str, tuple[float, float]] | None:
+        """Tumour sub-region share ranges measured on the training cases (None: not measured)."""
+        measured = self.training.get("subregion_fractions")
+        return {str(k): (float(v[0]), float(v[1])) for k, v in measured.items()} if measured else None
+
+    def _measure_subregions(self, labels: Sequence[Any]) -> None:
+        """Record the training cases' tumour sub-region shares in ``self.training`` (multi-class tumour tables)."""
+        roles = self.label_roles
+        if roles is None or roles.kind.value != "tumor":
+            return
+        from ..lesions.tumor_subregions import measure_subregion_fractions
+
+        measured = measure_subregion_fractions(labels, roles)
+        if measured:
+            self.training["subregion_fractions"] = {k: list(v) for k, v in measured.items()}
+
     @abc.abstractmethod
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
             out_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> Generator:
@@ -130,7 +154,8 @@ class Generator(abc.ABC):
     def card(self) -> dict[str, Any]:
         """The self-description written beside the weights."""
         return {"family": self.family, "family_version": self.version, "library_version": library_version(),
-                "task": self.task.name, "config": self.config.to_dict(), "training": self.training}
+                "task": self.task.name, "task_spec": self.task.to_dict(), "config": self.config.to_dict(),
+                "training": self.training}
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the generator (state files, then the model card last: a folder without card is incomplete)."""
@@ -196,7 +221,10 @@ def load_generator(directory: str | os.PathLike[str], *,
     if on_card:
         on_card(card)
     try:
-        gen = cls(task=card["task"], **card.get("config", {}))
+        # the task as trained (a user's channels and label table); older cards name a preset only
+        task = TaskPreset.from_dict(card["task_spec"]) if isinstance(card.get("task_spec"), Mapping) \
+            else card["task"]
+        gen = cls(task=task, **card.get("config", {}))
         gen.training = dict(card.get("training", {}))
         gen._load_state(directory, card)
     except CheckpointError:

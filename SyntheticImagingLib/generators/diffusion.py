@@ -281,6 +281,7 @@ class DiffusionGenerator(Generator):
         self.inference = dataclasses.replace(self.inference, device=str(self.device))
         self._set_references(prepared)
         self.training = training_card(settings, result, fingerprint)
+        self._measure_subregions([p.label for p in prepared])
         return self
 
     def _set_references(self, prepared: Sequence[PreparedCase]) -> None:
@@ -471,7 +472,8 @@ class DiffusionGenerator(Generator):
             # a generator (not just an iterator): closing it stops the background drawing
             draws: GeneratorOf[tuple[LesionJob, Any, Any, Any], None, None] = ((job, None, None, None) for job in jobs)
         else:  # new labels drawn ahead, in the background, while the denoiser samples
-            drawer = LesionDrawer(references=self.references, controls=controls, templates=self.templates)
+            drawer = LesionDrawer(references=self.references, controls=controls, templates=self.templates,
+                                  roles=self.label_roles, fractions=self.subregion_fractions)
             draws = draw_labels(drawer, jobs, workers=self.inference.label_workers, depth=2)
         with contextlib.closing(draws):  # no drawing thread or process outlives an error or an early stop
             for job, label, table, _ in draws:

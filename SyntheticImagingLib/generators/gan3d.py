@@ -392,6 +392,7 @@ class GAN3DGenerator(Generator):
             if self.config.keep_lesion_templates else []
         self.intensity = IntensityMap.mean_of([p.intensity for p in prepared])
         self.training = training_card(settings, result, fingerprint)
+        self._measure_subregions([p.label for p in prepared])
         return self
 
     # -- state --------------------------------------------------------------------------------------------------
@@ -490,7 +491,8 @@ class GAN3DGenerator(Generator):
         controls = controls or LesionControls(kind=self.task.lesion_kind)
         batch_size = self.inference.resolved_batch_size(self.device)
         drawer = LesionDrawer(references=self.references, controls=controls, head_anatomy=self.head_anatomy,
-                              templates=self.templates, heads=self._heads)
+                              templates=self.templates, heads=self._heads, roles=self.label_roles,
+                              fractions=self.subregion_fractions)
         jobs = list(lesion_jobs(n, len(self.references), seed))
         pending: list[dict[str, Any]] = []
         # closed on any exit (an error while rendering, a consumer that stops): no drawing thread or process stays
@@ -628,6 +630,7 @@ class _GANProgram(TrainingProgram):
             lesion, normal = p.label > 0, p.brain & (p.label == 0)
             if lesion.any() and normal.any():  # first channel's lesion/normal contrast, physical units
                 phys = p.intensity.inverse_array(fake[0], self.gen.grid.channels[0])
+                phys = phys - p.intensity.offset(self.gen.grid.channels[0])  # ratios above the zero point
                 ratios.append(float(phys[lesion].mean() / max(phys[normal].mean(), 1e-6)))
             for j, name in enumerate(self.gen.grid.channels):
                 arrays[f"val{i}_{name}"] = fake[j].astype(np.float16)

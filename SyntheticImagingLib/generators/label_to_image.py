@@ -151,10 +151,11 @@ class LabelToImageGenerator(Generator):
             reporter.report("fit", i + 1, len(cases), case.case_id)
         self.templates = lesion_templates(cases)
         self.model = LesionIntensityModel.fit(cases, [r.brain for r in refs],
-                                              hemorrhage_age=self.config.hemorrhage_age)
+                                              hemorrhage_age=self.config.hemorrhage_age, roles=self.label_roles)
         self.training = {"cases": len(cases), "case_ids": [c.case_id for c in cases],
                          "channels": cases[0].channel_names, "modality": cases[0].modality.value,
                          "intensity_model": self.model.to_dict(), "label_names": self.label_names}
+        self._measure_subregions([c.label for c in cases])
         return self
 
     def _deform(self, amap: np.ndarray, seed: int) -> np.ndarray:
@@ -172,10 +173,11 @@ class LabelToImageGenerator(Generator):
         for name, per_class in stats.items():
             image = np.zeros(amap.shape, np.float32)
             high = max(m for m, _ in per_class.values())
+            low = min(0.0, min(m for m, _ in per_class.values()))  # z-scored references have negative levels
             for code in np.unique(amap):
                 mean, std = per_class.get(int(code), per_class.get(0, (0.0, 0.0)))
                 if code != 0 and self.task.modality == Modality.MR:
-                    mean = (1 - randomize) * mean + randomize * rng.uniform(0.0, high)
+                    mean = (1 - randomize) * mean + randomize * rng.uniform(low, high)
                 sel = amap == code
                 image[sel] = mean + rng.normal(0.0, std * 0.5, int(sel.sum()))
             # partial-volume blur of the piecewise-constant image (about one voxel)
@@ -202,7 +204,8 @@ class LabelToImageGenerator(Generator):
         from ..cases import LabelTable
 
         values = [int(v) for v in np.unique(label) if v != 0]
-        return LabelTable({v: self.label_names.get(v, f"label {v}") for v in values} or self.task.label_table.names)
+        names = {**self.label_names, **(self.task.label_table.names if self.label_roles is not None else {})}
+        return LabelTable({v: names.get(v, f"label {v}") for v in values} or self.task.label_table.names)
 
     def _corrupt(self, channels: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
         mr = self.task.modality == Modality.MR
@@ -217,11 +220,13 @@ class LabelToImageGenerator(Generator):
             for j, t in enumerate(steps):
                 t.set_random_state(seed=seed * 1000 + c * 10 + j)
                 x = np.asarray(t(x), dtype=np.float32)
-            sigma = self.config.noise * (0.02 * float(np.percentile(image, 99)) if mr else 2.0)
+            # MR: 2 % of the 99th percentile above the zero point (z-scored references: above the 0.5th percentile)
+            span = float(np.percentile(image, 99)) - min(0.0, float(np.percentile(image, 0.5)))
+            sigma = self.config.noise * (0.02 * max(span, 0.0) if mr else 2.0)
             noise = RandGaussianNoise(prob=1.0, std=sigma)
             noise.set_random_state(seed=seed * 1000 + c * 10 + 9)
             x = np.asarray(noise(x), dtype=np.float32)
-            out[name] = np.maximum(x[0], 0.0) if mr else x[0]
+            out[name] = np.maximum(x[0], min(0.0, float(image.min()))) if mr else x[0]
         return out
 
     def synthesize(self, n: int, *, seed: int = 0, controls: LesionControls | None = None,
@@ -238,8 +243,10 @@ class LabelToImageGenerator(Generator):
             geometry = self.geometries[k]
             channels = self._draw_image(amap, self.stats[k], geometry.spacing_zyx, rng)
             ref = self._reference(amap, geometry, channels, f"synth_{seed}_{i:04d}")
-            label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates)
-            painted = paint_lesion(ref, new_mask, label, table.names, self.model, rng)
+            roles = self.label_roles
+            label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates, roles=roles,
+                                                             fractions=self.subregion_fractions)
+            painted = paint_lesion(ref, new_mask, label, table.names, self.model, rng, roles=roles)
             channels = self._corrupt(painted, case_seed)
             if self.task.modality == Modality.MR:
                 # Skull-stripped references (BraTS) have an exactly-zero background: keep it so (blur and noise

@@ -15,17 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from ..cases import Case, Modality
 from ..errors import InputError
 from ..io.datasets import load_dataset, write_dataset
+from ..label_roles import LabelRoles
 from ..lesions.controls import LesionControls
 from ..lesions.mass_effect import apply_mass_effect, mass_effect_field
 from ..progress import ProgressCallback, Reporter, as_reporter
 from ..tasks import TaskPreset
 from .base import Generator, register_generator
 from .config import LesionInsertionConfig
-from .intensity import LesionIntensityModel, estimate_noise_sigma, partial_volume_alpha, smooth_texture
+from .intensity import (
+    EDEMA_ROLES,
+    LesionIntensityModel,
+    estimate_noise_sigma,
+    intensity_offset,
+    partial_volume_alpha,
+    smooth_texture,
+)
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
 
 __all__ = ["LesionInsertionGenerator", "LesionInsertionConfig", "paint_lesion", "PUSHING"]
@@ -35,44 +44,85 @@ PUSHING = frozenset({"tumor", "intraparenchymal", "subdural", "epidural"})
 
 
 def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_names: Mapping[int, str],
-                 model: LesionIntensityModel, rng: np.random.Generator, *, texture: float = 0.08) -> dict[str,
-                                                                                                          np.ndarray]:
+                 model: LesionIntensityModel, rng: np.random.Generator, *, texture: float = 0.08,
+                 roles: LabelRoles | None = None) -> dict[str, np.ndarray]:
     """Channels of ``ref`` with the voxels of ``new_mask`` painted as lesion.
+
+    MR intensities are ratios to the background's normal-brain median above its intensity offset
+    (:func:`~.intensity.intensity_offset`: 0 for non-negative images, so z-scored images keep their negative
+    values). With ``roles`` and a model fitted per sub-region, every sub-region of the new lesion gets its own
+    level and texture spread per channel (necrosis dark and enhancing tumour bright on T1c, edema bright on FLAIR).
 
     Args:
         ref: the background and its brain mask.
         new_mask: voxels of the new lesion(s).
-        label: the label map (its names decide edema vs lesion core intensities).
+        label: the label map (its names, or ``roles``, decide edema vs lesion core intensities).
         label_names: value -> name of ``label``.
         model: lesion intensity model.
         rng: random generator.
-        texture: relative strength of the lesion's internal texture.
+        texture: relative strength of the lesion's internal texture (where no spread was fitted).
+        roles: the label roles of ``label`` (values of the user's table), or None.
     """
     case = ref.case
     spacing = case.geometry.spacing_zyx
     alpha = partial_volume_alpha(new_mask, spacing)
     region = alpha > 0
     edema = np.zeros_like(new_mask)
-    for value, name in label_names.items():
-        if "edema" in name:
-            edema |= (label == value) & new_mask
+    parts: dict[str, np.ndarray] = {}
+    if roles is not None:
+        role_by_name = {roles.table.names[v]: r for v, r in roles.roles.items()}
+        for value, name in label_names.items():  # by name: the merged map may renumber a background's labels
+            role = role_by_name.get(name)
+            part = (label == value) & new_mask
+            if role is None:
+                continue
+            if part.any():
+                parts[role] = part
+                if role in EDEMA_ROLES:
+                    edema |= part
+    else:
+        for value, name in label_names.items():
+            if "edema" in name:
+                edema |= (label == value) & new_mask
+    by_role = case.modality == Modality.MR and bool(model.role_ratios) and bool(parts)
     normal = ref.brain & ~(case.label > 0 if case.label is not None else np.zeros_like(ref.brain)) & ~new_mask
     field = smooth_texture(case.shape, spacing, rng)
+    # partial-volume edges take the level of the nearest new-lesion voxel
+    nearest = tuple(ndimage.distance_transform_edt(~new_mask, return_distances=False, return_indices=True)) \
+        if by_role else ()
     out = {}
     for name, image in case.channels.items():
         ref_level = float(np.median(image[normal])) if normal.any() else float(np.median(image[ref.brain]))
-        target: np.ndarray = np.full(case.shape, model.draw(rng, name, ref_level), np.float32)
-        if edema.any():  # MR edema: between normal tissue and tumour core; CT perihematomal edema: hypodense
-            target[edema] = (ref_level - rng.uniform(4.0, 10.0) if case.modality == Modality.CT
-                             else ref_level + 0.6 * (model.draw(rng, name, ref_level) - ref_level))
-        scale = abs(ref_level) if case.modality == Modality.MR else 4.0
-        target = target + texture * scale * field
+        offset = intensity_offset(image[ref.brain]) if case.modality == Modality.MR else 0.0
+        level = ref_level - offset
+        if by_role:
+            target: np.ndarray = np.full(case.shape, ref_level, np.float32)
+            spread = np.full(case.shape, texture * abs(level), np.float32)
+            for role, part in parts.items():
+                target[part] = model.draw(rng, name, ref_level, offset=offset, role=role)
+                fitted = model.texture(name, role)
+                if fitted is not None:
+                    spread[part] = 0.5 * fitted * abs(level)  # half as smooth texture, half as voxel noise
+            target = target[nearest]
+            spread = spread[nearest]
+            target = target + spread * field
+        else:
+            target = np.full(case.shape, model.draw(rng, name, ref_level, offset=offset), np.float32)
+            if edema.any():  # MR edema: between normal tissue and tumour core; CT perihematomal edema: hypodense
+                target[edema] = (ref_level - rng.uniform(4.0, 10.0) if case.modality == Modality.CT
+                                 else ref_level + 0.6 * (model.draw(rng, name, ref_level, offset=offset) - ref_level))
+            scale = abs(level) if case.modality == Modality.MR else 4.0
+            target = target + texture * scale * field
         noise_sigma = estimate_noise_sigma(image, ref.brain)
+        if by_role:
+            noise = rng.standard_normal(int(region.sum())) * np.sqrt(noise_sigma ** 2 + spread[region] ** 2)
+        else:
+            noise = rng.normal(0.0, noise_sigma, int(region.sum()))
         painted = image.copy()
         painted[region] = (1 - alpha[region]) * image[region] + alpha[region] * (
-            target[region] + rng.normal(0.0, noise_sigma, int(region.sum())).astype(np.float32))
+            target[region] + noise.astype(np.float32))
         if case.modality == Modality.MR:
-            painted = np.maximum(painted, 0.0)
+            painted = np.maximum(painted, min(0.0, float(image.min())))
         out[name] = painted.astype(np.float32)
     return out
 
@@ -117,9 +167,10 @@ class LesionInsertionGenerator(Generator):
             reporter.report("fit", i + 1, len(cases), case.case_id)
         self.templates = lesion_templates(cases)
         self.model = LesionIntensityModel.fit(cases, [r.brain for r in self.references],
-                                              hemorrhage_age=self.config.hemorrhage_age)
+                                              hemorrhage_age=self.config.hemorrhage_age, roles=self.label_roles)
         self.training = {"cases": len(cases), "case_ids": [c.case_id for c in cases],
                          "intensity_model": self.model.to_dict()}
+        self._measure_subregions([c.label for c in cases])
         return self
 
     def synthesize(self, n: int, *, seed: int = 0, controls: LesionControls | None = None,
@@ -134,9 +185,11 @@ class LesionInsertionGenerator(Generator):
         for i in range(n):
             rng = np.random.default_rng([seed, i])
             ref = self.references[int(rng.integers(len(self.references)))]
-            label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates)
+            roles = self.label_roles
+            label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates, roles=roles,
+                                                             fractions=self.subregion_fractions)
             channels = paint_lesion(ref, new_mask, label, table.names, self.model, rng,
-                                    texture=self.config.texture)
+                                    texture=self.config.texture, roles=roles)
             case = ref.case.replace(
                 case_id=f"synth_{seed}_{i:04d}", channels=channels, label=label, label_table=table,
                 brain_mask=ref.brain,
@@ -148,7 +201,9 @@ class LesionInsertionGenerator(Generator):
     def _push(self, case: Case, ref: Reference, label: np.ndarray, infos: list[dict[str, Any]]) -> Case:
         """Displace the brain around space-occupying lesions; image and every label move together."""
         strength = self.config.mass_effect
-        pushing = np.isin(label, [info["label_value"] for info in infos if info.get("subtype") in PUSHING])
+        every = self.label_roles is not None  # a user's table: every sub-region of a pushing lesion pushes
+        pushing = np.isin(label, [v for info in infos if info.get("subtype") in PUSHING
+                                  for v in (info.get("label_values", []) if every else []) or [info["label_value"]]])
         if strength <= 0 or not pushing.any():
             return case
         midline_x = ref.head.midline_x if ref.head is not None else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -11,6 +11,7 @@ from scipy import ndimage
 from ..anatomy import HeadMasks, brain_mask, head_masks
 from ..cases import Case, Geometry, LabelTable, Modality, merge_label_maps
 from ..errors import InputError
+from ..label_roles import LabelRoles
 from ..lesions.compose import make_lesion_label
 from ..lesions.controls import LesionControls
 
@@ -65,18 +66,31 @@ def lesion_templates(cases: Sequence[Case]) -> list[tuple[np.ndarray, Geometry]]
 
 
 def new_lesion_label(ref: Reference, controls: LesionControls, rng: np.random.Generator,
-                     templates: Sequence[tuple[np.ndarray, Geometry]] = ()) -> tuple[np.ndarray, LabelTable,
-                                                                                   np.ndarray, list[dict]]:
+                     templates: Sequence[tuple[np.ndarray, Geometry]] = (), *, roles: LabelRoles | None = None,
+                     fractions: Mapping[str, tuple[float, float]] | None = None,
+                     ) -> tuple[np.ndarray, LabelTable, np.ndarray, list[dict]]:
     """New lesions placed in ``ref``'s free brain, merged with its existing label.
+
+    Args:
+        ref: the background.
+        controls: what to draw.
+        rng: random generator.
+        templates: real lesion masks usable as shapes.
+        roles: the task's label roles: new lesions are written with the user's values and sub-regions (see
+            :func:`~SyntheticImagingLib.lesions.make_lesion_label`); None: the library's own values.
+        fractions: tumour sub-region share ranges when the controls give none.
 
     Returns:
         the merged label map, its table, the mask of the new lesions alone, and one info dict per lesion.
     """
     label, table, infos = make_lesion_label(ref.free_anatomy(), ref.case.geometry, controls, rng=rng,
-                                            templates=list(templates) if controls.use_templates else None)
+                                            templates=list(templates) if controls.use_templates else None,
+                                            roles=roles, fractions=fractions)
     base = ref.case.label if ref.case.label is not None and ref.case.label.any() else None
     merged, merged_table = merge_label_maps(base, ref.case.label_table if base is not None else LabelTable(),
                                             label, table)
     for info in infos:  # values as they are in the merged map
         info["label_value"] = merged_table.value_of(table.names[info["label_value"]])
+        if "label_values" in info:
+            info["label_values"] = [merged_table.value_of(table.names[v]) for v in info["label_values"]]
     return merged, merged_table, label > 0, infos

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -9,15 +10,17 @@ from scipy import ndimage
 
 from ..anatomy import HeadMasks, distance_mm, estimate_midline_x, head_masks_from_brain
 from ..cases import TUMOR_LABELS, TUMOR_SUBREGION_LABELS, Geometry, LabelTable, LesionKind
-from ..errors import InputError
+from ..errors import InputError, LabelError
+from ..label_roles import HEMORRHAGE, PERIHEMATOMAL_EDEMA, LabelRoles
 from ..triples import float3
-from .controls import EDEMA_NAME, HEMORRHAGE_SUBTYPE_VALUES, LesionControls
+from .controls import EDEMA_NAME, HEMORRHAGE_SUBTYPE_VALUES, HEMORRHAGE_SUBTYPES, LesionControls
 from .hemorrhage import synthesize_hemorrhage_mask
 from .shapes import check_mask, fit_to_count, smooth_noise
 from .templates import template_lesion
 from .tumor import CORE_FRACTION_RANGE, split_core_edema, synthesize_tumor_mask
+from .tumor_subregions import draw_subregion_shares, split_tumor_subregions, structure_roles
 
-__all__ = ["make_lesion_label", "hemorrhage_label_table", "EDEMA_NAME", "EDEMA_FRACTION_RANGE"]
+__all__ = ["make_lesion_label", "hemorrhage_label_table", "target_subtypes", "EDEMA_NAME", "EDEMA_FRACTION_RANGE"]
 
 #: Perihematomal edema volume as a share of its hematoma's volume (drawn uniformly per hematoma).
 EDEMA_FRACTION_RANGE = (0.3, 1.0)
@@ -33,6 +36,29 @@ def hemorrhage_label_table(controls: LesionControls) -> LabelTable:
     """
     names = [f"{subtype} hemorrhage" for subtype in controls.subtypes] + ([EDEMA_NAME] if controls.subregions else [])
     return LabelTable({HEMORRHAGE_SUBTYPE_VALUES[n]: n for n in names})
+
+
+def target_subtypes(controls: LesionControls, roles: LabelRoles) -> tuple[str, ...]:
+    """The hemorrhage subtypes to draw for a target table: ``controls.subtypes`` restricted to the table's subtypes
+    (the table's subtypes when the controls leave the default); a table with only a generic hemorrhage label
+    takes any subtype of the controls.
+
+    Raises:
+        LabelError: none of the asked subtypes is in the table.
+    """
+    table_subtypes = tuple(s for s in HEMORRHAGE_SUBTYPES if roles.has(f"{s} hemorrhage"))
+    if not table_subtypes:
+        if roles.has(HEMORRHAGE):
+            return tuple(controls.subtypes)
+        raise LabelError(f"the label table {roles.table.names} has no hemorrhage label",
+                         fix="name the labels (EDH, IPH, IVH, SAH, SDH, hemorrhage) or map them with --label-map")
+    if controls.default_subtypes:
+        return table_subtypes
+    chosen = tuple(s for s in controls.subtypes if s in table_subtypes)
+    if not chosen:
+        raise LabelError(f"the asked hemorrhage subtypes {list(controls.subtypes)} are not in the label table "
+                         f"{roles.table.names}", fix=f"ask for subtypes the table has: {list(table_subtypes)}")
+    return chosen
 
 
 def _jittered(point: tuple[float, float, float], jitter_mm: float,
@@ -63,6 +89,8 @@ def _perihematomal_edema(hematoma: np.ndarray, room: np.ndarray, geometry: Geome
 
 def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geometry, controls: LesionControls, *,
                       rng: np.random.Generator, templates: list[tuple[np.ndarray, Geometry]] | None = None,
+                      roles: LabelRoles | None = None,
+                      fractions: Mapping[str, tuple[float, float]] | None = None,
                       ) -> tuple[np.ndarray, LabelTable, list[dict[str, Any]]]:
     """Synthesize ``controls.count`` separate lesions into one label map.
 
@@ -73,6 +101,12 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
     Lesions never overlap or touch (one free voxel between them). Volumes are drawn per lesion from
     ``controls.volume_range``; a ``controls.location`` point is jittered by ``controls.location_jitter_mm``.
 
+    With ``roles`` (a target label table, e.g. a task's :attr:`~SyntheticImagingLib.tasks.TaskPreset.roles`) the
+    map is written with the user's values and the table is the user's: tumours get the table's sub-regions with
+    BraTS nesting (:mod:`.tumor_subregions`; shares from ``controls.subregion_fractions``, else ``fractions``,
+    else the defaults), hemorrhages the table's subtypes (:func:`target_subtypes`) and, where the table has
+    perihematomal edema, an edema rim around intraparenchymal blood.
+
     Args:
         brain_or_head_masks: boolean brain mask ``[z, y, x]``, or :class:`~SyntheticImagingLib.anatomy.HeadMasks`
             of a head CT (needed for intraventricular blood; better extra-axial placement).
@@ -80,12 +114,16 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
         controls: what to make.
         rng: random generator (the same seed gives the same label map).
         templates: real lesion masks with their geometries, for tumours with ``use_templates``.
+        roles: the target label table's roles (None: the library's own values, as described above).
+        fractions: sub-region share ranges for tumours when the controls give none (e.g. measured on the
+            generator's training cases).
 
     Returns:
         the int16 label map, its :class:`LabelTable`, and one info dict per lesion: ``index``, ``kind``,
         ``subtype`` (``"tumor"`` for tumours), ``label_value``, ``volume_ml_requested``, ``volume_ml_achieved``,
         ``center_xyz`` (centroid, mm LPS), ``side`` (``"left"``/``"right"`` of the midline by the centroid),
-        ``source`` (``"shape"`` or ``"template <i>"``), and ``edema_ml`` where edema was added.
+        ``source`` (``"shape"`` or ``"template <i>"``), ``label_values`` (every value the lesion uses), and
+        ``edema_ml`` where edema was added.
 
     Raises:
         InputError: bad masks or templates, or lesions that do not fit (the message says which lesion).
@@ -104,7 +142,19 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
             if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Geometry)):
                 raise InputError(f"template {i} must be a (mask array, Geometry) pair", where="lesion synthesis")
     tumor = controls.kind is LesionKind.TUMOR
-    if tumor:
+    if roles is not None and roles.kind is not controls.kind:
+        raise InputError(f"the target label table is for {roles.kind.value} lesions, the controls ask for "
+                         f"{controls.kind.value}", where="lesion synthesis",
+                         fix="set the lesion kind of the controls to the task's")
+    subtypes = tuple(controls.subtypes)
+    share_ranges = controls.subregion_fractions if controls.subregion_fractions is not None else fractions
+    if roles is not None:
+        table = roles.table
+        if tumor:
+            structure_roles(roles)  # a clear error for a table without tumour labels
+        else:
+            subtypes = target_subtypes(controls, roles)
+    elif tumor:
         table = TUMOR_SUBREGION_LABELS if controls.subregions else TUMOR_LABELS
     else:
         table = hemorrhage_label_table(controls)
@@ -132,42 +182,57 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
                     whole = template_lesion(templates[t][0], templates[t][1], brain, geometry, volume_ml=volume,
                                             center_xyz=center, rng=rng, side=controls.side, exclude=exclude)
                     lesion = whole.astype(np.int16)
-                    if controls.subregions:
+                    if roles is not None:
+                        lesion = split_tumor_subregions(whole, geometry, roles,
+                                                        shares=draw_subregion_shares(roles, share_ranges, rng),
+                                                        shape_variety=controls.shape_variety, rng=rng)
+                    elif controls.subregions:
                         lesion = split_core_edema(whole, geometry, core_fraction=float(rng.uniform(
                             *CORE_FRACTION_RANGE)), shape_variety=controls.shape_variety, rng=rng)
                     info["source"] = f"template {t}"
                 else:
                     lesion = synthesize_tumor_mask(brain, geometry, volume_ml=volume, center_xyz=center,
-                                                   subregions=controls.subregions,
+                                                   subregions=controls.subregions and roles is None,
                                                    shape_variety=controls.shape_variety, rng=rng,
                                                    side=controls.side, exclude=exclude)
+                    if roles is not None:
+                        lesion = split_tumor_subregions(lesion > 0, geometry, roles,
+                                                        shares=draw_subregion_shares(roles, share_ranges, rng),
+                                                        shape_variety=controls.shape_variety, rng=rng)
                     info["source"] = "shape"
                 info["subtype"] = "tumor"
-                info["label_value"] = 1
+                info["label_value"] = 1 if roles is None else int(lesion[lesion > 0].max())
                 whole = lesion > 0
             else:
-                subtype = str(controls.subtypes[int(rng.integers(len(controls.subtypes)))])
+                subtype = str(subtypes[int(rng.integers(len(subtypes)))])
                 assert head is not None  # derived from the brain mask above for hemorrhages
                 whole = synthesize_hemorrhage_mask(head, geometry, subtype=subtype,
                                                    volume_ml=volume, side=controls.side, center_xyz=center,
                                                    shape_variety=controls.shape_variety, rng=rng, exclude=exclude)
-                value = table.value_of(f"{subtype} hemorrhage")
+                if roles is None:
+                    value = table.value_of(f"{subtype} hemorrhage")
+                    edema_value = table.value_of(EDEMA_NAME) if controls.subregions else None
+                else:
+                    role = f"{subtype} hemorrhage"
+                    value = roles.value_of(role if roles.has(role) else HEMORRHAGE)
+                    edema_value = roles.value_of(PERIHEMATOMAL_EDEMA) if roles.has(PERIHEMATOMAL_EDEMA) else None
                 lesion = whole.astype(np.int16) * value
                 info.update(subtype=subtype, label_value=value, source="shape")
-                if controls.subregions and subtype == "intraparenchymal":
+                if edema_value is not None and subtype == "intraparenchymal":
                     room = brain & ~whole & ~(exclude if exclude is not None else False)
                     if head is not None:
                         room &= ~head.ventricles & ~head.skull & ~head.air
                     edema = _perihematomal_edema(whole, room, geometry,
                                                  fraction=float(rng.uniform(*EDEMA_FRACTION_RANGE)),
                                                  shape_variety=controls.shape_variety, rng=rng)
-                    lesion[edema] = table.value_of(EDEMA_NAME)
+                    lesion[edema] = edema_value
                     info["edema_ml"] = float(edema.sum() * geometry.voxel_volume_ml)
         except InputError as err:
             raise InputError(err.problem, where=f"{where}{' (' + err.where + ')' if err.where else ''}",
                              fix=err.fix) from None
         label[lesion > 0] = lesion[lesion > 0]
         occupied |= lesion > 0
+        info["label_values"] = sorted(int(v) for v in np.unique(lesion) if v != 0)
         centroid = geometry.index_to_physical(np.argwhere(whole).mean(axis=0))
         info["volume_ml_achieved"] = float(whole.sum() * geometry.voxel_volume_ml)
         info["center_xyz"] = tuple(round(float(v), 2) for v in centroid)

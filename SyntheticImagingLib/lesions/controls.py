@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..cases import LesionKind
@@ -32,10 +32,16 @@ class LesionControls:
             is centred near.
         location_jitter_mm: how far (mm) the centre may move from ``location`` when it is a point.
         side: ``"left"``, ``"right"`` or ``"any"`` hemisphere (patient left = +x in LPS).
-        subregions: tumour only: label core (1) and edema (2) separately instead of one whole-tumour label.
-        subtypes: hemorrhage only: subtypes drawn from (see :data:`HEMORRHAGE_SUBTYPES`).
+        subregions: tumour only, without a target label table: label core (1) and edema (2) separately instead of
+            one whole-tumour label. With a target table (a task's roles) the table decides the sub-regions.
+        subtypes: hemorrhage only: subtypes drawn from (see :data:`HEMORRHAGE_SUBTYPES`). With a target table
+            they are restricted to the table's subtypes; left at the default, the table's subtypes are drawn.
         shape_variety: 0 = smooth ellipsoids, 1 = very irregular, lobulated shapes.
         use_templates: reuse real lesion masks (moved, rotated, deformed, rescaled) as shapes when available.
+        subregion_fractions: tumour sub-regions with a target table: role -> ``(low, high)`` share of the whole
+            tumour, drawn per tumour and normalised over the table's roles (e.g. ``{"necrosis": (0.1, 0.3)}``);
+            None or roles left out: the generator's shares measured on its training cases, else the BRATS 2013
+            defaults (:data:`~.tumor_subregions.DEFAULT_SUBREGION_FRACTIONS`).
 
     Example:
         >>> LesionControls(kind="tumor", volume_ml=(10, 40)).volume_range
@@ -52,6 +58,7 @@ class LesionControls:
     subtypes: tuple[str, ...] = ("intraparenchymal",)
     shape_variety: float = 0.5
     use_templates: bool = True
+    subregion_fractions: Mapping[str, tuple[float, float]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", LesionKind(self.kind))
@@ -77,6 +84,14 @@ class LesionControls:
         if unknown:
             raise InputError(f"unknown hemorrhage subtypes {sorted(unknown)}", fix=f"use {HEMORRHAGE_SUBTYPES}")
         object.__setattr__(self, "subtypes", subtypes)
+        from .tumor_subregions import check_fractions
+
+        object.__setattr__(self, "subregion_fractions", check_fractions(self.subregion_fractions))
+
+    @property
+    def default_subtypes(self) -> bool:
+        """Whether ``subtypes`` is left at its default (a target table then gives the subtypes)."""
+        return self.subtypes == _DEFAULT_SUBTYPES
 
     @property
     def volume_range(self) -> tuple[float, float]:
@@ -92,6 +107,8 @@ class LesionControls:
         """JSON form (recorded with every synthetic case)."""
         d = dataclasses.asdict(self)
         d["kind"] = self.kind.value
+        if self.subregion_fractions is not None:
+            d["subregion_fractions"] = {k: list(v) for k, v in self.subregion_fractions.items()}
         return d
 
     @classmethod
@@ -101,4 +118,9 @@ class LesionControls:
         for key in ("volume_ml", "location", "subtypes"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
+        if isinstance(d.get("subregion_fractions"), Mapping):
+            d["subregion_fractions"] = {k: tuple(v) for k, v in d["subregion_fractions"].items()}
         return cls(**d)
+
+
+_DEFAULT_SUBTYPES = LesionControls.subtypes

@@ -10,7 +10,7 @@ drawn from the synthesis seed in order), so the cases do not depend on how many 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from ..anatomy import decode_head_masks
 from ..background import ordered_map, prefetch
 from ..cases import Geometry
+from ..label_roles import LabelRoles
 from .compose import make_lesion_label
 from .controls import LesionControls
 
@@ -50,6 +51,8 @@ class LesionDrawer:
         head_anatomy: CT: encoded head masks (skull, ventricles, inner table) per reference; [] otherwise.
         templates: real lesion masks usable as shapes.
         heads: decoded head masks by reference index (a cache; shared with the generator in this process).
+        roles: the task's label roles (new labels use the user's values and sub-regions); None: library values.
+        fractions: tumour sub-region share ranges when the controls give none (e.g. measured on training cases).
     """
 
     references: Sequence[tuple[np.ndarray, Geometry]]
@@ -57,6 +60,8 @@ class LesionDrawer:
     head_anatomy: Sequence[tuple[np.ndarray, Geometry]] = ()
     templates: Sequence[tuple[np.ndarray, Geometry]] = ()
     heads: dict[int, Any] = dataclasses.field(default_factory=dict)
+    roles: LabelRoles | None = None
+    fractions: Mapping[str, tuple[float, float]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "heads": {}}  # workers decode their own (decoded masks are large)
@@ -75,7 +80,8 @@ class LesionDrawer:
         _, geometry = self.references[job.reference]
         templates = list(self.templates) if self.controls.use_templates else []
         label, table, infos = make_lesion_label(self.anatomy(job.reference), geometry, self.controls,
-                                                rng=np.random.default_rng(job.seed), templates=templates)
+                                                rng=np.random.default_rng(job.seed), templates=templates,
+                                                roles=self.roles, fractions=self.fractions)
         return job, label, table, infos
 
 

@@ -80,11 +80,12 @@ def _as_cases(data: Any, what: str, layout: str | None) -> Sequence[Case]:
     raise InputError(f"{what} must be a dataset path, a Dataset or a list of cases, got {type(data).__name__}")
 
 
-def train_generator(dataset: Any, *, task: str, family: str, out_dir: str | os.PathLike[str], steps: int,
+def train_generator(dataset: Any, *, task: Any, family: str, out_dir: str | os.PathLike[str], steps: int,
                     batch_size: int = 1, device: str = "auto", resume: bool = False, seed: int = 0,
                     progress: Reporter | ProgressCallback | None = None, validation: Any = None, amp: str = "auto",
                     checkpoint_every: int | None = None, preview_every: int = 0, cache_dir: str | None = None,
-                    layout: str | None = None, **config: Any) -> Generator:
+                    layout: str | None = None, label_map: str | Mapping[str, int] | None = None,
+                    **config: Any) -> Generator:
     """Train a generator family and save it (weights + model card) in ``out_dir``.
 
     ``out_dir`` receives ``checkpoints/train_state.pt`` (periodic, atomic), ``validation/`` previews and, at the
@@ -94,7 +95,9 @@ def train_generator(dataset: Any, *, task: str, family: str, out_dir: str | os.P
     Args:
         dataset: dataset folder / ``dataset.json`` path, a :class:`~SyntheticImagingLib.io.datasets.Dataset`, or
             a list of cases.
-        task: task preset name (``brain-tumor-mri``, ``head-hemorrhage-ct``).
+        task: task preset name (``brain-tumor-mri``, ``head-hemorrhage-ct``) or object; the dataset's channels and
+            label table replace the preset's (:func:`~SyntheticImagingLib.tasks.task_for_data`), so the model
+            knows every channel and label of the data and its card keeps them (``task_spec``).
         family: trainable generator family (``gan3d``, ``diffusion``).
         out_dir: the generator folder to write.
         steps: total training steps.
@@ -110,6 +113,7 @@ def train_generator(dataset: Any, *, task: str, family: str, out_dir: str | os.P
         preview_every: steps between validation previews (0: none).
         cache_dir: preprocessed-data cache (None: the user cache; ``""``: none).
         layout: dataset layout name for paths (``brats``, ``auto``; None: automatic).
+        label_map: role = value overrides for label names no synonym matches (``"edema=2,enhancing=4"``).
         **config: family settings (e.g. ``spacing``, ``shape``, ``architecture``).
 
     Returns:
@@ -129,11 +133,14 @@ def train_generator(dataset: Any, *, task: str, family: str, out_dir: str | os.P
         if not (out / "checkpoints" / CHECKPOINT_NAME).exists():
             raise ResourceError("the output folder holds a generator without its training checkpoint, so its "
                                 "training cannot be continued", where=str(out), fix="train into a new --out folder")
-    gen = create_generator(family, task=task, **config)
-    if not gen.trainable:
+    from ..registry import GENERATORS
+    from ..tasks import task_for_cases
+
+    if family in GENERATORS and not GENERATORS.get(family).trainable:
         raise InputError(f"generator family {family!r} is not trainable", fix="train gan3d or diffusion; "
                          f"{family!r} needs no training (use it directly with synthesize)")
     cases = _as_cases(dataset, "dataset", layout)
+    gen = create_generator(family, task=task_for_cases(cases, task=task, label_map=label_map), **config)
     val: Sequence[Case] | None = None
     if isinstance(validation, int) and not isinstance(validation, bool):
         if not 0 < validation < len(cases):

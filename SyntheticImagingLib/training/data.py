@@ -38,8 +38,8 @@ from ..tasks import TaskPreset
 __all__ = ["GridSettings", "PreparedCase", "prepare_case", "prepare_cases", "default_cache_dir", "TrainingData",
            "one_hot_label", "data_fingerprint", "save_masks", "load_masks", "CACHE_VERSION"]
 
-#: Bump when preprocessing changes, so old cache entries are not reused.
-CACHE_VERSION = 1
+#: Bump when preprocessing changes, so old cache entries are not reused (2: intensity offsets of z-scored MR).
+CACHE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
