@@ -59,13 +59,29 @@ def _config_item(text: str) -> tuple[str, Any]:
         return key.strip(), value  # a bare word: a string setting
 
 
+def _add_data_args(p: argparse.ArgumentParser, *, label_map: bool = True) -> None:
+    from .io.datasets import LAYOUTS
+    from .label_roles import CONVENTIONS
+
+    p.add_argument("--layout", default=None, choices=sorted(LAYOUTS),
+                   help="dataset file layout (default auto: channels by file name, the label and a brain mask "
+                   "recognised by name; dataset.json of MSD or nnU-Net v2 form)")
+    p.add_argument("--labels", default=None, choices=sorted(CONVENTIONS),
+                   help="label names for unnamed label files, by convention (e.g. brats2013: 1 necrosis, 2 edema, "
+                   "3 non-enhancing tumor, 4 enhancing tumor)")
+    if label_map:
+        p.add_argument("--label-map", default=None, metavar="ROLE=VALUE,...",
+                       help="roles of labels whose names say nothing, e.g. necrosis=1,edema=2,enhancing=4")
+
+
 def _add_lesion_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("lesion controls")
     g.add_argument("--lesion-count", type=int, default=1, help="lesions per case (default 1)")
     g.add_argument("--lesion-volume", type=_volume, default=None, help="ml, or LOW:HIGH range")
     g.add_argument("--location", type=_point, default=None, help="centre near X,Y,Z (mm, LPS); default random")
     g.add_argument("--side", choices=("any", "left", "right"), default="any")
-    g.add_argument("--subregions", action="store_true", help="tumour core + edema labels")
+    g.add_argument("--subregions", action="store_true",
+                   help="tumour core + edema labels (presets; a dataset's own label table sets the structure)")
     g.add_argument("--subtypes", default=None,
                    help="hemorrhage subtypes, comma-separated (intraparenchymal,intraventricular,subarachnoid,"
                    "subdural,epidural)")
@@ -101,8 +117,8 @@ def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, A
     inference = InferenceSettings(device=args.device, precision=args.precision, batch_size=args.batch_size,
                                   compile=args.compile, channels_last=args.channels_last,
                                   label_workers=args.label_workers)
-    data = load_dataset(args.data, layout=args.layout) if args.data else None
-    gen = get_generator(args.generator, task=args.task, data=data, progress=reporter)
+    data = load_dataset(args.data, layout=args.layout, labels=args.labels) if args.data else None
+    gen = get_generator(args.generator, task=args.task, data=data, progress=reporter, label_map=args.label_map)
     controls = _controls(args, gen.task.lesion_kind.value)
     out = synthesize(gen, args.n, seed=args.seed, controls=controls, out=args.out, label_format=args.label_format,
                      overwrite=args.overwrite, progress=reporter, inference=inference)
@@ -119,7 +135,7 @@ def _cmd_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from .io.datasets import load_dataset
     from .training import train_generator
 
-    data = load_dataset(args.data, layout=args.layout)
+    data = load_dataset(args.data, layout=args.layout, labels=args.labels)
     validation: Any = args.validation
     if validation is not None and validation.isdigit():
         validation = int(validation)  # hold out the last N cases
@@ -127,7 +143,8 @@ def _cmd_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
                           batch_size=args.batch_size, device=args.device, resume=args.resume, seed=args.seed,
                           progress=reporter, validation=validation, amp=args.amp,
                           checkpoint_every=args.checkpoint_every, preview_every=args.preview_every,
-                          cache_dir=args.cache_dir, layout=args.layout, **dict(args.config or []))
+                          cache_dir=args.cache_dir, layout=args.layout, label_map=args.label_map,
+                          **dict(args.config or []))
     return {"out": str(args.out), "generator": gen.name, "training": gen.training}
 
 
@@ -136,8 +153,8 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
     from .io.datasets import load_dataset
 
     checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
-    real_train = load_dataset(args.real_train, layout=args.layout)
-    real_test = load_dataset(args.real_test, layout=args.layout)
+    real_train = load_dataset(args.real_train, layout=args.layout, labels=args.labels)
+    real_test = load_dataset(args.real_test, layout=args.layout, labels=args.labels)
     if len(args.synthetic) > 1:
         from .checks.ranking import rank_generators, unique_names
 
@@ -205,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", required=True,
                    help="a trained generator folder, or a training-free family (lesion-insertion, label-to-image)")
     p.add_argument("--data", help="real reference dataset (training-free families)")
-    p.add_argument("--layout", default=None, help="dataset file layout (auto, brats)")
-    p.add_argument("--task", default=None, help="brain-tumor-mri or head-hemorrhage-ct (family names only)")
+    _add_data_args(p)
+    p.add_argument("--task", default=None, help="brain-tumor-mri or head-hemorrhage-ct (family names only; default: "
+                   "from the data's modality)")
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, type=Path)
@@ -227,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("train", _cmd_train, "train a generator on labelled real cases")
     p.add_argument("--data", required=True)
-    p.add_argument("--layout", default=None)
-    p.add_argument("--task", required=True, choices=("brain-tumor-mri", "head-hemorrhage-ct"))
+    _add_data_args(p)
+    p.add_argument("--task", default=None, choices=("brain-tumor-mri", "head-hemorrhage-ct"),
+                   help="the preset whose modality, lesion kind and grid to use (default: from the data's modality); "
+                   "channels and labels always come from the data")
     p.add_argument("--generator", required=True, help="family: gan3d or diffusion")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--steps", type=int, default=2000)
@@ -248,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-train", required=True)
     p.add_argument("--real-test", required=True)
     p.add_argument("--synthetic", required=True, nargs="+", help="one or more synthetic datasets (ranked)")
-    p.add_argument("--layout", default=None)
+    _add_data_args(p, label_map=False)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--checks", default="utility,fidelity,privacy")
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
