@@ -84,7 +84,7 @@ def orientation_code(direction: Sequence[float] | np.ndarray) -> str:
 
     Example:
         >>> orientation_code((1, 0, 0, 0, 1, 0, 0, 0, 1)), orientation_code((0, 0, -1, 1, 0, 0, 0, -1, 0))
-        ('LPS', 'IAR')
+        ('LPS', 'PIR')
     """
     axes, signs = _nearest_axes(direction)
     return "".join(_NAMES[a][s > 0] for a, s in zip(axes, signs))

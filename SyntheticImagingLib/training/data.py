@@ -31,7 +31,7 @@ import torch
 from ..cases import Case, Geometry, Modality
 from ..errors import InputError, LabelError
 from ..io.atomic import atomic_file
-from ..io.orientation import left_right_axis
+from ..io.orientation import CANONICAL_ORIENTATION, left_right_axis
 from ..preprocessing import IntensityMap, crop_or_pad, foreground_mask, resample_case
 from ..progress import ProgressCallback, Reporter, as_reporter
 from ..tasks import TaskPreset
@@ -166,7 +166,7 @@ def prepare_case(case: Case, settings: GridSettings) -> PreparedCase:
 def _case_key(case: Case | None, entry: Any, settings: GridSettings) -> str:
     h = hashlib.sha256(settings.key().encode())
     if entry is not None:  # a dataset entry: its files identify it without reading voxels
-        h.update(entry.case_id.encode())
+        h.update(f"{entry.case_id}|{CANONICAL_ORIENTATION}".encode())  # loaded canonical (not in older caches)
         for p in [*entry.images.values(), *([entry.label] if entry.label else [])]:
             st = Path(p).stat()
             h.update(f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
