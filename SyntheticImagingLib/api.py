@@ -43,10 +43,11 @@ def sample_ct_head() -> Case:
     """The bundled head-CT template with skull, in HU (2 mm), as a lesion-free background case."""
     from .cases import HEMORRHAGE_LABELS, LesionKind
     from .io.images import read_image
+    from .io.orientation import to_canonical
 
     ct, geometry = read_image(SAMPLE_DATA / "ct_head" / "CT.nii.gz")
-    return Case(case_id="ct_head_template", channels={"CT": ct}, geometry=geometry, modality=Modality.CT,
-                lesion_kind=LesionKind.HEMORRHAGE, label_table=HEMORRHAGE_LABELS)
+    return to_canonical(Case(case_id="ct_head_template", channels={"CT": ct}, geometry=geometry,
+                             modality=Modality.CT, lesion_kind=LesionKind.HEMORRHAGE, label_table=HEMORRHAGE_LABELS))
 
 
 def _cases(data: Dataset | Sequence[Case] | str | os.PathLike[str] | None) -> list[Case]:

@@ -21,6 +21,7 @@ from SyntheticImagingLib.cases import Case, Geometry, LabelTable, LesionKind, Mo
 from SyntheticImagingLib.errors import GeometryError, InputError
 from SyntheticImagingLib.io import load_dataset, write_dataset
 from SyntheticImagingLib.io.datasets import Dataset, infer_modality
+from SyntheticImagingLib.io.orientation import to_canonical
 from SyntheticImagingLib.io.seg_nrrd import DEFAULT_COLORS
 from SyntheticImagingLib.label_roles import role_for_name
 from SyntheticImagingLib.tasks import get_task, task_for_data
@@ -233,6 +234,10 @@ class CaseNodesLogic:
             modality: MR or CT (default: the task's, else guessed from intensities).
             lesionKind: tumor or hemorrhage (default: the task's, else tumor).
 
+        The case is in the library's canonical orientation (LPS, ``SyntheticImagingLib.io.orientation``): a
+        sagittal or RAS-ordered volume is permuted/flipped (never resampled) and its own voxel order is kept in
+        ``metadata["source_orientation"]``.
+
         Raises:
             GeometryError: the nodes are not on one grid (see :meth:`nodesGeometryProblems`).
         """
@@ -266,7 +271,8 @@ class CaseNodesLogic:
         case = Case(case_id=safeId(caseId or source.GetName()), channels=channels,
                     geometry=geometryFromVolumeNode(ref), modality=modality, lesion_kind=lesionKind, label=label,
                     label_table=table, metadata=metadata)
-        return case.validate()
+        # the library's one orientation (LPS); writeDataset writes the node's own voxel order back
+        return to_canonical(case).validate()
 
     @staticmethod
     def _labelFromNode(node: Any | None, ref: Any, preset: Any | None, lesionKind: LesionKind
@@ -312,6 +318,9 @@ class CaseNodesLogic:
             showSurface: also build the segments' closed surfaces (3D view).
             withLabel: add the segmentation.
             provenance: record case id and channel as node attributes (off for the blinded reader study).
+
+        The nodes hold the case's arrays as they are (canonical for a library case); their IJK-to-RAS matrix comes
+        from the case geometry, so every voxel shows at its physical place whatever the voxel order.
         """
         prefix = name or case.case_id
         ijkToRAS = case.geometry.ijk_to_ras()

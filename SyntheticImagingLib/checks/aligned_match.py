@@ -102,7 +102,7 @@ class MatchImage:
     origin_zyx: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def flipped(self) -> MatchImage:
-        """The left-right (array x axis) mirror image."""
+        """The left-right (array x axis: the patient's on canonical LPS cases) mirror image."""
         lab = None if self.label is None else np.ascontiguousarray(self.label[..., ::-1])
         return MatchImage(np.ascontiguousarray(self.image[..., ::-1]), np.ascontiguousarray(self.head[..., ::-1]),
                           lab, self.spacing_zyx, self.origin_zyx)

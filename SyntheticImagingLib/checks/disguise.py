@@ -40,7 +40,7 @@ class DisguiseParams:
     """Ranges of the alterations (each drawn uniformly up to its maximum unless stated).
 
     Args:
-        flip_lr: probability of a left-right (array x axis) flip.
+        flip_lr: probability of a left-right (array x axis: the patient's on canonical LPS cases) flip.
         rotate_deg: largest rotation about each axis.
         scale: largest relative change of isotropic scale (``1 +- scale``).
         shift_mm: largest translation per axis.

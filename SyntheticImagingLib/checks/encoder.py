@@ -57,7 +57,8 @@ class AugmentParams:
     """Random augmentations of a batch (each drawn independently per sample).
 
     Args:
-        flip_lr: probability of a left-right (x axis) flip; other flips would make anatomy implausible.
+        flip_lr: probability of a left-right (x axis: the patient's left-right on canonical LPS cases) flip; other
+            flips would make anatomy implausible.
         rotate_deg: maximum rotation about each axis.
         scale: range of isotropic zoom factors (above 1 zooms in, i.e. a random crop resized to the grid).
         translate: maximum translation as a fraction of the grid's half-extent.

@@ -27,6 +27,7 @@ from monai.networks.nets import SegResNet, UNet
 
 from ..cases import Case
 from ..errors import InputError, LabelError
+from ..io.orientation import left_right_axis
 from ..progress import ProgressCallback, Reporter, as_reporter
 from .base import CheckContext, Profile
 from .prepare import cases_fingerprint
@@ -52,7 +53,8 @@ class SegmenterConfig:
         weight_decay: Adam weight decay.
         patch_size: training patch ``(z, y, x)``; None trains on whole volumes.
         foreground_prob: share of patches centred on a lesion voxel (only with ``patch_size``).
-        augment: random left-right flips and per-channel intensity scale/shift.
+        augment: random left-right flips (of the patient: along the array axis the case geometry says runs
+            left-right, the last one on canonical cases) and per-channel intensity scale/shift.
         cpu_threads: torch threads while training/predicting on CPU (None: :func:`default_cpu_threads`).
     """
 
@@ -234,6 +236,20 @@ def _crop_starts(labels: np.ndarray, idx: np.ndarray, patch: Sequence[int], shap
     return starts
 
 
+def _left_right_dims(cases: Sequence[Case]) -> list[int]:
+    """Per case, the dim of a ``[C, z, y, x]`` sample (negative) that runs along the patient's left-right axis,
+    from its geometry: ``-1`` (the last axis, x) on cases in the canonical LPS orientation."""
+    return [left_right_axis(c.geometry) - 3 for c in cases]
+
+
+def _flip_left_right(batch: torch.Tensor, flip: torch.Tensor, dims: Sequence[int]) -> torch.Tensor:
+    """The samples of ``batch`` ``[B, C, z, y, x]`` marked in ``flip`` mirrored left-right (sample ``b`` along
+    ``dims[b]``, see :func:`_left_right_dims`): a mirror of the patient, whatever order the source stored."""
+    if len(set(dims)) == 1:  # the usual case: every case canonical
+        return torch.where(flip[:, None, None, None, None], batch.flip(dims[0]), batch)
+    return torch.stack([batch[b].flip(dims[b]) if flip[b] else batch[b] for b in range(len(batch))])
+
+
 def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int = 0,
                     device: str | torch.device = "auto", progress: Reporter | ProgressCallback | None = None,
                     stage: str = "train") -> TrainedSegmenter:
@@ -261,6 +277,7 @@ def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int
         if patch == tuple(padded):
             patch = None
     fg_coords = [np.argwhere(labels[i, 0]) for i in range(len(cases))] if patch else []
+    lr_dims = _left_right_dims(cases)
     x_all = torch.from_numpy(images).to(dev)
     y_all = torch.from_numpy(labels).to(dev)
     use_amp = dev.type == "cuda"
@@ -288,8 +305,8 @@ def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int
                 y = torch.stack([y_all[int(i)][(slice(None), *s)] for i, s in zip(idx, sl)])
             if config.augment:
                 flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(dev)
-                x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
-                y = torch.where(flip[:, None, None, None, None], y.flip(-1), y)
+                dims = [lr_dims[int(i)] for i in idx]
+                x, y = _flip_left_right(x, flip, dims), _flip_left_right(y, flip, dims)
                 scale = torch.from_numpy(rng.normal(1.0, 0.1, (len(idx), len(channels))).astype(np.float32))
                 shift = torch.from_numpy(rng.normal(0.0, 0.1, (len(idx), len(channels))).astype(np.float32))
                 x = x * scale.to(dev)[..., None, None, None] + shift.to(dev)[..., None, None, None]

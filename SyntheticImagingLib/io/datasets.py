@@ -23,6 +23,7 @@ from ..errors import DatasetError, GeometryError, InputError, LabelError
 from ..label_roles import CONVENTIONS, convention_table
 from .atomic import atomic_dir, write_json
 from .images import IMAGE_SUFFIXES, read_image, write_image
+from .orientation import SOURCE_ORIENTATION_KEY, to_canonical, to_source_orientation
 from .seg_nrrd import read_seg_nrrd, write_seg_nrrd
 
 __all__ = ["DatasetLayout", "CaseEntry", "Dataset", "load_dataset", "write_dataset", "load_case", "infer_modality",
@@ -150,7 +151,11 @@ def _check_same_grid(case_id: str, ref_name: str, ref: tuple[tuple[int, ...], Ge
 
 def load_case(entry: CaseEntry, *, modality: Modality | None = None, lesion_kind: LesionKind = LesionKind.TUMOR,
               label_table: LabelTable | None = None, require_label: bool = False) -> Case:
-    """Load one case from its files, checking that all channels and the label share one grid."""
+    """Load one case from its files, checking that all channels and the label share one grid.
+
+    The case comes in the library's canonical orientation (LPS, see :mod:`.orientation`); the file's own
+    orientation is kept in ``metadata["source_orientation"]`` so :func:`write_dataset` writes it back that way.
+    """
     channels: dict[str, np.ndarray] = {}
     grids: dict[str, tuple[tuple[int, ...], Geometry]] = {}
     for name, path in entry.images.items():
@@ -187,10 +192,10 @@ def load_case(entry: CaseEntry, *, modality: Modality | None = None, lesion_kind
                              fix="use the case's brain/head mask, or remove the empty file")
     if modality is None:
         modality = infer_modality(next(iter(channels.values())))
+    metadata = {k: v for k, v in entry.metadata.items() if k != SOURCE_ORIENTATION_KEY}  # the files tell it
     case = Case(case_id=entry.case_id, channels=channels, geometry=ref[1], modality=modality,
-                lesion_kind=lesion_kind, label=label, label_table=table, brain_mask=brain,
-                metadata=dict(entry.metadata))
-    return case.validate(require_label=require_label)
+                lesion_kind=lesion_kind, label=label, label_table=table, brain_mask=brain, metadata=metadata)
+    return to_canonical(case).validate(require_label=require_label)
 
 
 class Dataset(Sequence[Case]):
@@ -461,6 +466,10 @@ def write_dataset(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, lab
         info: extra top-level ``dataset.json`` content (generator, settings...).
         overwrite: replace an existing folder.
         progress: called with (number of cases written, case id) after each case.
+
+    A case read from files (``metadata["source_orientation"]``) is written back in the voxel order of its source
+    files; other cases (e.g. synthetic ones on a model grid) as they are, in the canonical orientation. Either way
+    the geometry is physical: every voxel is written where it is.
     """
     out_dir = Path(out_dir)
     entries: list[dict[str, Any]] = []
@@ -468,6 +477,7 @@ def write_dataset(cases: Iterable[Case], out_dir: str | os.PathLike[str], *, lab
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for i, case in enumerate(cases):
             first = first or case
+            case = to_source_orientation(case)
             folder = tmp / case.case_id
             folder.mkdir()
             images = []

@@ -24,6 +24,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from ..cases import HEMORRHAGE_LABELS, TUMOR_LABELS, Case, Geometry, LesionKind, Modality
 from ..errors import InputError, SyntheticImagingError, UnreadableFileError
 from .images import from_sitk
+from .orientation import to_canonical
 
 __all__ = ["read_dicom_series", "read_dicom_case", "SUPPORTED_TRANSFER_SYNTAXES"]
 
@@ -197,7 +198,9 @@ def read_dicom_case(folder: str | os.PathLike[str], *, case_id: str | None = Non
 
     Returns:
         the case: CT in HU; MR as stored, or in the units of a linear Real World Value Mapping that every slice
-        shares (how the exporter stores non-integer MR); ``metadata`` only holds the format and the modality.
+        shares (how the exporter stores non-integer MR), in the canonical orientation (LPS, see
+        :mod:`.orientation`); ``metadata`` only holds the format, the modality and the series' own orientation
+        (``source_orientation``: its code and direction cosines).
 
     Raises:
         InputError: a modality other than MR or CT, or any problem :func:`read_dicom_series` reports.
@@ -213,7 +216,7 @@ def read_dicom_case(folder: str | os.PathLike[str], *, case_id: str | None = Non
         slope, intercept = mapping
         data = (array.astype(np.float64) * slope + intercept).astype(np.float32)
     kind = LesionKind(lesion_kind)
-    return Case(
+    return to_canonical(Case(
         case_id=case_id or f"dicom-{uuid.uuid4().hex[:12]}",
         channels={channel or modality: data},
         geometry=geometry,
@@ -222,4 +225,4 @@ def read_dicom_case(folder: str | os.PathLike[str], *, case_id: str | None = Non
         label=None,
         label_table=HEMORRHAGE_LABELS if kind is LesionKind.HEMORRHAGE else TUMOR_LABELS,
         metadata={"source_format": "dicom", "modality": modality},
-    )
+    ))

@@ -31,6 +31,7 @@ import torch
 from ..cases import Case, Geometry, Modality
 from ..errors import InputError, LabelError
 from ..io.atomic import atomic_file
+from ..io.orientation import CANONICAL_ORIENTATION, left_right_axis
 from ..preprocessing import IntensityMap, crop_or_pad, foreground_mask, resample_case
 from ..progress import ProgressCallback, Reporter, as_reporter
 from ..tasks import TaskPreset
@@ -167,7 +168,7 @@ def prepare_case(case: Case, settings: GridSettings) -> PreparedCase:
 def _case_key(case: Case | None, entry: Any, settings: GridSettings) -> str:
     h = hashlib.sha256(settings.key().encode())
     if entry is not None:  # a dataset entry: its files identify it without reading voxels
-        h.update(entry.case_id.encode())
+        h.update(f"{entry.case_id}|{CANONICAL_ORIENTATION}".encode())  # loaded canonical (not in older caches)
         for p in [*entry.images.values(), *([entry.label] if entry.label else [])]:
             st = Path(p).stat()
             h.update(f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -330,7 +331,9 @@ class TrainingData(torch.utils.data.Dataset):
     float32)`` unaugmented. :meth:`batch` gives the batch of a training step: the order of cases is a seeded
     permutation per epoch, and each sample's augmentation (left-right flip, small per-channel gain, and a patch
     crop when ``patch_size`` is smaller than the grid, centred on the lesion half of the time) is seeded by its
-    position in that stream.
+    position in that stream. The flip mirrors the patient's left and right: it flips the array axis that the case
+    geometry says runs left-right, the last one (``x``) on cases in the library's canonical LPS orientation
+    (:mod:`SyntheticImagingLib.io.orientation`), however the source files stored them.
 
     Args:
         cases: prepared cases.
@@ -384,8 +387,10 @@ class TrainingData(torch.utils.data.Dataset):
             sl = (slice(None),) + tuple(slice(int(a), int(a + p)) for a, p in zip(start, size))
             image, label, brain = image[sl], label[sl], brain[sl]
         if self.augment:
-            if rng.random() < 0.5:  # left-right flip (x is the last axis): heads are nearly symmetric
-                image, label, brain = image[..., ::-1], label[..., ::-1], brain[..., ::-1]
+            if rng.random() < 0.5:  # left-right flip in physical space: heads are nearly symmetric
+                # the patient's left-right array axis, from the geometry: the last one (x) on canonical (LPS) cases
+                axis = left_right_axis(c.geometry) - 3  # of [z, y, x] -> of [C, z, y, x]
+                image, label, brain = (np.flip(a, axis=axis) for a in (image, label, brain))
             gain = rng.uniform(0.9, 1.1, size=(image.shape[0], 1, 1, 1)).astype(np.float32)
             image = (image + 1.0) * gain - 1.0  # scale around the background value (-1)
         return (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(label, dtype=np.int64),

@@ -73,7 +73,9 @@ def test_real_mr_series_imports_with_correct_geometry() -> None:
     first = pydicom.dcmread(headers[0].filename)
     np.testing.assert_array_equal(case.channels["MR"][0], first.pixel_array.astype(np.float32))
     # nothing identifying is kept
-    assert case.metadata == {"source_format": "dicom", "modality": "MR"}
+    assert set(case.metadata) == {"source_format", "modality", "source_orientation"}
+    assert case.metadata["source_format"] == "dicom" and case.metadata["modality"] == "MR"
+    assert set(case.metadata["source_orientation"]) == {"code", "direction"}  # the series' own voxel order
     values = collect_identifying_values(MR_SERIES)
     assert not [v for v in values if v in repr(case.metadata) or v in case.case_id]
 

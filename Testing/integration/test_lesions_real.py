@@ -332,7 +332,9 @@ def test_convexity_subarachnoid_is_thin_streaks(template) -> None:
         _check_common(template, volume, mask)
         assert _near_surface(mask, template["geometry"], 2.0) >= 0.8
         sizes = _pieces(mask)
-        assert len(sizes) <= 5 and sizes.min() >= 3
+        # pieces per mask are random: 1-6 on the template in the canonical (LPS) voxel order, 2-5 when it was used in
+        # its stored LAS order (the random draws follow the voxel order)
+        assert len(sizes) <= 6 and sizes.min() >= 3
         # In the sulci under the convexity: shallow, never deep in the brain.
         assert np.percentile(template["depth"][mask], 90) <= 20.0
 

@@ -27,7 +27,13 @@ from slicer_harness import register_segmentation_converters  # noqa: E402  (same
 from SyntheticImagingModule.logic import SyntheticImagingLogic, geometryFromVolumeNode  # noqa: E402
 
 from SyntheticImagingLib.cases import Case, Geometry, LabelTable, Modality  # noqa: E402
-from SyntheticImagingLib.io import load_dataset, read_image  # noqa: E402
+from SyntheticImagingLib.io import (  # noqa: E402
+    from_canonical,
+    load_dataset,
+    read_image,
+    to_canonical,
+    to_source_orientation,
+)
 
 _MISSING = object()
 
@@ -162,11 +168,19 @@ def test_case_to_nodes_round_trip(scene, ct):
         np.testing.assert_array_equal(mask > 0, case.label == value)
     back = logic.caseFromNodes(list(nodes.volumes.values()), nodes.segmentation, caseId=case.case_id,
                                channelNames=case.channel_names, modality=case.modality, lesionKind=case.lesion_kind)
-    np.testing.assert_array_equal(back.label, case.label)
+    # the nodes' grid is ALS (a rotated direction); a case from nodes is in the library's canonical LPS
+    assert back.metadata["source_orientation"]["code"] == "ALS"
+    canonical = to_canonical(case)
+    np.testing.assert_array_equal(back.label, canonical.label)
     assert back.label_table.names == case.label_table.names
-    assert back.geometry.differences(case.geometry) == []
+    assert back.geometry.differences(canonical.geometry) == []
+    np.testing.assert_allclose(back.geometry.direction_matrix, np.eye(3), atol=1e-12)
     for channel in case.channel_names:
-        np.testing.assert_array_equal(back.channels[channel], case.channels[channel])
+        np.testing.assert_array_equal(back.channels[channel], canonical.channels[channel])
+    # ... and back in the nodes' own voxel order it is the case as given
+    source = to_source_orientation(back)
+    assert source.geometry.differences(case.geometry) == []
+    np.testing.assert_array_equal(source.label, case.label)
 
 
 def test_scene_cases_written_as_dataset(scene, tmp_path):
@@ -178,11 +192,23 @@ def test_scene_cases_written_as_dataset(scene, tmp_path):
     dataset = load_dataset(out)
     assert len(dataset) == 2 and len(set(dataset.case_ids)) == 2
     loaded = dataset[0]
-    assert loaded.geometry.differences(case.geometry) == []
-    np.testing.assert_array_equal(loaded.label, case.label)
+    canonical = to_canonical(case)  # loaded cases are in the canonical orientation, placed where they were
+    assert loaded.geometry.differences(canonical.geometry) == []
+    np.testing.assert_array_equal(loaded.label, canonical.label)
     assert loaded.label_table.names == case.label_table.names
+    # the files keep the nodes' own voxel order and grid
+    array, fileGeometry = read_image(out / dataset.case_ids[0] / "FLAIR.nii.gz")
+    assert fileGeometry.differences(case.geometry) == []
+    np.testing.assert_array_equal(array, case.channels["FLAIR"])
     shown = logic.loadDatasetCase(out, dataset.case_ids[1])
-    np.testing.assert_allclose(_ijkToRAS(shown.referenceVolume), case.geometry.ijk_to_ras(), atol=1e-6)
+    np.testing.assert_allclose(_ijkToRAS(shown.referenceVolume), canonical.geometry.ijk_to_ras(), atol=1e-6)
+    # a canonical case shown in the scene: each voxel at the same physical (RAS) place as in the source nodes
+    ijk = np.array([3.0, 5.0, 7.0, 1.0])  # (i, j, k) of the shown canonical grid
+    ras = _ijkToRAS(shown.referenceVolume) @ ijk
+    sourceIjk = np.linalg.inv(_ijkToRAS(nodes.referenceVolume)) @ ras
+    np.testing.assert_allclose(sourceIjk, np.round(sourceIjk), atol=1e-6)
+    z, y, x = (int(round(v)) for v in sourceIjk[2::-1])
+    assert slicer.util.arrayFromVolume(shown.referenceVolume)[7, 5, 3] == case.channels["FLAIR"][z, y, x]
 
 
 UTILITY_TABLES = {
@@ -377,12 +403,15 @@ def test_adherence_case_shows_label_and_prediction(scene, tmp_path):
     assert labelDisplay.GetVisibility2DFill() and labelDisplay.GetVisibility2DOutline()
     assert not predictionDisplay.GetVisibility2DFill() and predictionDisplay.GetVisibility2DOutline()
     assert predictionDisplay.GetSliceIntersectionThickness() == 3
-    # on the case's grid (nearest neighbour), the coarse prediction covers the label's voxels it was made from
+    # on the case's grid (nearest neighbour), the coarse prediction covers the label's voxels it was made from; the
+    # case is shown as loaded, in the canonical orientation: back in the written (ALS) voxel order to compare
+    canonical = to_canonical(case)
     onCase = slicer.util.arrayFromSegmentBinaryLabelmap(nodes.prediction, "prediction", nodes.referenceVolume) > 0
-    np.testing.assert_array_equal(onCase[::2, ::2, ::2], mask > 0)
+    inCaseOrder = from_canonical(canonical.replace(label=onCase), canonical.metadata["source_orientation"]).label
+    np.testing.assert_array_equal(inCaseOrder[::2, ::2, ::2] > 0, mask > 0)
     # the label segmentation is the case's label, on its grid
     label = slicer.util.arrayFromSegmentBinaryLabelmap(nodes.segmentation, "tumor core", nodes.referenceVolume)
-    np.testing.assert_array_equal(label > 0, case.label == 1)
+    np.testing.assert_array_equal(label > 0, canonical.label == 1)
 
     with pytest.raises(Exception, match="no adherence prediction for case"):
         logic.loadAdherenceCase(evaluation, "no_such_case")

@@ -528,7 +528,9 @@ def write_source_series(folder: Path, array: np.ndarray, *, modality: str = "MR"
 def test_import_from_source_dicom_keeps_no_identifying_value(tmp_path: Path) -> None:
     source = write_source_series(tmp_path / "hospital" / "Doe_Jane", np.arange(6 * 10 * 12).reshape(6, 10, 12))
     case = read_dicom_case(source)
-    assert case.metadata == {"source_format": "dicom", "modality": "MR"}
+    assert set(case.metadata) == {"source_format", "modality", "source_orientation"}
+    assert case.metadata["source_format"] == "dicom" and case.metadata["modality"] == "MR"
+    assert set(case.metadata["source_orientation"]) == {"code", "direction"}  # the series' own voxel order
     assert case.case_id.startswith("dicom-") and case.channel_names == ["MR"]
     values = collect_identifying_values(source)
     assert {"Doe^Jane^Q", "Jane", "MRN-0042-7781", "20190312", "Saint Example Hospital"} <= set(values)
