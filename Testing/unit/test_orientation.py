@@ -192,6 +192,15 @@ def test_real_brats_case_stored_sagittally_and_flipped_loads_to_the_same_case(br
     assert raw.shape != original.shape  # the files really differ in voxel order
     _assert_same_case(permuted, original, tolerance=1e-4)
     assert original.label.sum() > 100
+    # Checks see only prepared cases: equal prepared cases give equal check numbers, whatever the storage.
+    from SyntheticImagingLib.checks.base import PROFILES
+    from SyntheticImagingLib.checks.prepare import prepare_case
+
+    a, b = (prepare_case(c, PROFILES["quick"]) for c in (original, permuted))
+    for name in a.channels:
+        np.testing.assert_allclose(a.channels[name], b.channels[name], atol=1e-5)
+    np.testing.assert_array_equal(a.label, b.label)
+    assert a.geometry.differences(b.geometry) == []
 
 
 def test_lesion_insertion_places_the_lesion_at_the_same_physical_place_for_both_storages(brats_storages):
