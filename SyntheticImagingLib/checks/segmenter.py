@@ -390,9 +390,15 @@ def _segment_one(model: TrainedSegmenter, net: torch.nn.Module, case: Case) -> n
     x = torch.from_numpy(images).to(dev)
     with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
         logits = inferer(x, net)
-    pred = torch.argmax(logits, dim=1)[0].to("cpu").numpy().astype(np.uint8)
-    pred = pred[: shape[0], : shape[1], : shape[2]]
+    pred = torch.argmax(logits, dim=1)[0]
     values = model.label_values
+    if values != (1,):
+        # lesion vs background first (all labels' probability together against background, as the binary
+        # segmenter decides), then the most likely label inside: a lesion split over several labels is not lost
+        # to background because no single label beats it
+        prob = torch.softmax(logits.float(), dim=1)[0]
+        pred = torch.where(prob[0] < 0.5, torch.argmax(prob[1:], dim=0) + 1, torch.zeros_like(pred))
+    pred = pred.to("cpu").numpy().astype(np.uint8)[: shape[0], : shape[1], : shape[2]]
     if values != (1,):
         lut = np.asarray((0, *values), dtype=np.uint8 if max(values) < 256 else np.int16)
         pred = lut[pred]
