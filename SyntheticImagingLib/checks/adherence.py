@@ -15,6 +15,11 @@ verdict), and the mean synthetic Dice is within the margin of the real mean.
 Intensity adherence per label: the lesion's appearance compared with real lesions (tumour-to-normal-brain FLAIR
 ratio for MR; lesion median HU for CT). A case outside the real range, widened by a margin, is flagged.
 
+Multi-label data (tumour sub-regions, hemorrhage subtypes; see ``checks.prepare``): the reference segmenter
+predicts every label, and the same Dice is reported per label and, for tumours, per BraTS region (tables
+``per_label`` / ``per_region``: synthetic mean beside the real held-out mean; ``per_case_labels``: every case), so a
+generator that paints edema well but enhancing tumour badly shows it. The verdict stays on the whole lesion.
+
 The segmenter's prediction of every synthetic case is saved (``<check folder>/predictions/<case_id>.nii.gz``, a
 0/1 mask on the prepared check grid with that grid's physical geometry, so it overlays the case as loaded from
 its dataset) and listed in the per-case table (``prediction``, relative to the report folder) and in
@@ -38,11 +43,12 @@ from ..errors import InputError, LabelError
 from ..io.images import write_image
 from ..preprocessing import IntensityMap
 from .base import Check, CheckContext, CheckResult, register_check
-from .metrics import dice, lesion_detection
+from .metrics import LABEL, REGION, dice, evaluation_structures, lesion_detection, structure_metrics
 from .segmenter import SegmenterConfig, TrainedSegmenter, reference_segmenter, segment
 
 __all__ = ["AdherenceCheck", "label_adherence", "adherence_threshold", "intensity_feature", "intensity_range",
-           "calibrate", "screen", "prediction_file_name", "ADHERENCE_CACHE_KEY", "PREDICTIONS_FOLDER"]
+           "calibrate", "screen", "prediction_file_name", "structure_summary", "ADHERENCE_CACHE_KEY",
+           "PREDICTIONS_FOLDER"]
 
 #: ``context.cache`` key of the last adherence calibration (reused by the quality filter).
 ADHERENCE_CACHE_KEY = "adherence_calibration"
@@ -70,14 +76,15 @@ def label_adherence(model: TrainedSegmenter, cases: Sequence[Case], *, min_lesio
         model: the reference segmenter (trained on real cases).
         cases: prepared, labelled cases.
         min_lesion_voxels: smaller connected components are ignored by the lesion-wise detection.
-        predictions_dir: also write each prediction there (:func:`prediction_file_name`, a 0/1 uint8 mask on the
-            case's grid with its geometry), atomically.
+        predictions_dir: also write each prediction there (:func:`prediction_file_name`, a uint8 label map on
+            the case's grid with its geometry: 0/1, or the label values of a multi-label segmenter), atomically.
 
     Returns:
         Rows with ``case_id``, ``dice``, ``detection`` (share of labelled lesions found), ``lesions``,
         ``false_positive_lesions``, ``label_ml``, ``predicted_ml``, ``volume_error_ml`` (predicted - label) and
-        ``volume_error_rel`` (relative to the label, NaN for an empty label); with ``predictions_dir`` also
-        ``prediction_file`` (the written file).
+        ``volume_error_rel`` (relative to the label, NaN for an empty label); ``structures``: per-label and
+        per-region Dice rows of a multi-label table (:func:`~.metrics.structure_metrics`, empty otherwise); with
+        ``predictions_dir`` also ``prediction_file`` (the written file).
     """
     unlabelled = [c.case_id for c in cases if c.label is None]
     if unlabelled:
@@ -89,6 +96,7 @@ def label_adherence(model: TrainedSegmenter, cases: Sequence[Case], *, min_lesio
         folder.mkdir(parents=True, exist_ok=True)
     for case, pred in zip(cases, segment(model, cases)):
         assert case.label is not None  # checked above
+        structures = evaluation_structures(model.labels, case.lesion_kind)
         ref = case.label > 0
         det = lesion_detection(pred, ref, min_size_voxels=min_lesion_voxels)
         ml = case.geometry.voxel_volume_ml
@@ -96,10 +104,12 @@ def label_adherence(model: TrainedSegmenter, cases: Sequence[Case], *, min_lesio
         rows.append({"case_id": case.case_id, "dice": dice(pred, ref), "detection": det["sensitivity"],
                      "lesions": int(det["lesions"]), "false_positive_lesions": int(det["false_positives"]),
                      "label_ml": label_ml, "predicted_ml": pred_ml, "volume_error_ml": pred_ml - label_ml,
-                     "volume_error_rel": (pred_ml - label_ml) / label_ml if label_ml > 0 else _NAN})
+                     "volume_error_rel": (pred_ml - label_ml) / label_ml if label_ml > 0 else _NAN,
+                     "structures": structure_metrics(pred, case.label, structures,
+                                                     spacing_zyx=case.geometry.spacing_zyx, with_hd95=False)})
         if folder is not None:
-            path = write_image(folder / prediction_file_name(case.case_id), (pred > 0).astype(np.uint8),
-                               case.geometry)
+            saved = pred if structures else (pred > 0)
+            path = write_image(folder / prediction_file_name(case.case_id), saved.astype(np.uint8), case.geometry)
             rows[-1]["prediction_file"] = str(path)
     return rows
 
@@ -247,6 +257,38 @@ def screen(cases: Sequence[Case], calibration: dict[str, Any], *, check_intensit
     return rows
 
 
+def structure_summary(syn_rows: Sequence[dict[str, Any]], real_rows: Sequence[dict[str, Any]]
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per-label and per-region adherence: mean Dice of the synthetic cases beside the real held-out cases.
+
+    Args:
+        syn_rows: :func:`label_adherence` rows of the synthetic cases.
+        real_rows: the same of the real held-out cases.
+
+    Returns:
+        ``per_label`` rows (column ``label``), ``per_region`` rows (column ``region``) and ``per_case_labels``
+        (one row per case and structure, ``set`` synthetic or real).
+    """
+    per_case: list[dict[str, Any]] = []
+    for set_name, rows in (("synthetic", syn_rows), ("real", real_rows)):
+        for r in rows:
+            per_case += [{"set": set_name, "case_id": r["case_id"], **s} for s in r.get("structures", [])]
+    out: dict[str, list[dict[str, Any]]] = {LABEL: [], REGION: []}
+    seen: list[tuple[str, str, str]] = []
+    for r in per_case:
+        key = (r["structure_kind"], r["structure"], r["values"])
+        if key in seen:
+            continue
+        seen.append(key)
+        cells = {n: [c["dice"] for c in per_case if (c["structure_kind"], c["structure"], c["values"]) == key
+                     and c["set"] == n] for n in ("synthetic", "real")}
+        out[key[0]].append({key[0]: key[1], "values": key[2], "dice_synthetic_mean": _mean(cells["synthetic"]),
+                            "dice_real_mean": _mean(cells["real"]),
+                            "dice_synthetic_min": float(np.min(cells["synthetic"])) if cells["synthetic"] else _NAN,
+                            "n_synthetic": len(cells["synthetic"]), "n_real": len(cells["real"])})
+    return out[LABEL], out[REGION], per_case
+
+
 def _mean(values: Sequence[float]) -> float:
     a = np.asarray(values, float)
     a = a[np.isfinite(a)]
@@ -343,6 +385,11 @@ class AdherenceCheck(Check):
             "share_intensity_out_of_range": share_out,
             "n_synthetic": len(synthetic), "n_real_test": len(real_test), "n_real_train": len(real_train),
         }
+        label_rows, region_rows, label_cases = structure_summary(syn_rows, real_rows)
+        for rows, col in ((label_rows, "label"), (region_rows, "region")):
+            if rows:
+                summary[f"{col}_dice_synthetic"] = {r[col]: r["dice_synthetic_mean"] for r in rows}
+                summary[f"{col}_dice_real"] = {r[col]: r["dice_real_mean"] for r in rows}
         columns = ("case_id", "dice", "detection", "volume_error_ml", "volume_error_rel", "below_threshold",
                    "intensity", "intensity_out_of_range", "lesions", "false_positive_lesions", "label_ml",
                    "predicted_ml", "reason")
@@ -352,13 +399,23 @@ class AdherenceCheck(Check):
                 "folder": f"{out_dir.name}/{PREDICTIONS_FOLDER}", "relative_to": "the report folder",
                 "grid": f"prepared check grid ({context.profile.name}: spacing {list(context.profile.spacing)} mm, "
                         f"shape {list(context.profile.shape)}), physical geometry kept",
-                "values": "1 = lesion predicted by the reference segmenter, 0 = not", "files": files}
+                "values": "the label values predicted by the reference segmenter (" +
+                          ", ".join(f"{v} = {n}" for v, n in calib["model"].labels.names.items()) + "), 0 = none"
+                          if len(calib["model"].labels.values) > 1 else
+                          "1 = lesion predicted by the reference segmenter, 0 = not", "files": files}
+        structure_tables: dict[str, list[dict[str, Any]]] = {}
+        if label_rows:
+            structure_tables["per_label"] = label_rows
+        if region_rows:
+            structure_tables["per_region"] = region_rows
+        if label_cases:
+            structure_tables["per_case_labels"] = label_cases
         result = CheckResult(
             name=self.name, summary=summary,
             tables={"per_case": [{**{k: r[k] for k in columns}, **({"prediction": r["prediction"]} if files else {})}
                                  for r in syn_rows],
                     "real_calibration": [{k: r[k] for k in columns} for r in real_rows],
-                    "intensity_real": [{"value": v} for v in calib["intensity_real"]]},
+                    "intensity_real": [{"value": v} for v in calib["intensity_real"]], **structure_tables},
             details={"segmenter": calib["model"].describe(), "calibration": "reference segmenter (real training "
                      "cases only) on the real held-out cases", "min_lesion_voxels": calib["min_lesion_voxels"],
                      "intensity_margin": self.intensity_margin, "max_share_below": self.max_share_below,

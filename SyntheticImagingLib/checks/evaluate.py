@@ -1,7 +1,9 @@
 """``evaluate``: run the checks of a synthetic set against real train/test cases and write one report.
 
 The real test cases must be disjoint from the real training cases by case id (a split by case, so no test
-patient leaks into training). Each set is prepared once (``checks.prepare``) and shared by all checks; the
+patient leaks into training). Each set is prepared once (``checks.prepare``) and shared by all checks; with a
+multi-label real training set every set is mapped onto its label table (a set whose labels do not match is
+refused before any check runs, with both tables named); the
 checks share expensive models through one ``context.cache``. Output goes to a temporary folder renamed to
 ``out_dir`` at the end, so a report folder is complete or absent. A check that fails is recorded as failed
 (with its error) and the others still run; the report's ``status`` is then ``incomplete``. On CPU the checks
@@ -26,7 +28,7 @@ from ..io.atomic import atomic_dir
 from ..io.datasets import Dataset
 from ..progress import ProgressCallback, Reporter, as_reporter
 from .base import PROFILES, CheckContext, CheckResult, Profile, available_checks, get_check
-from .prepare import prepare_cases
+from .prepare import prepare_cases, shared_label_table
 from .report import write_report
 from .segmenter import cpu_threads, default_cpu_threads, resolve_device
 
@@ -86,6 +88,7 @@ def describe_set(original: Sequence[Case] | Dataset, prepared: Sequence[Case]) -
         "source_spacing": sorted({tuple(round(s, 4) for s in m.get("source_spacing", ())) for m in meta}),
         "source_shape": sorted({tuple(m.get("source_shape", ())) for m in meta}),
         "source_labels": sorted({str(m.get("source_labels")) for m in meta}),
+        "labels": prepared[0].label_table.to_dict() if prepared else {},
         "labelled": sum(c.label is not None for c in prepared),
         "lesion_volume_ml_on_grid": {"mean": float(np.mean(volumes)) if volumes else None,
                                      "min": float(np.min(volumes)) if volumes else None,
@@ -128,6 +131,7 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
     Raises:
         InputError: a case id in both real sets, an empty set, an unknown check or profile, CUDA asked for but
             absent.
+        LabelError: a set whose labels do not match the real training set's (multi-label data).
         CancelledError: cancelled through ``progress`` (nothing is written).
     """
     t_start = time.monotonic()
@@ -154,7 +158,9 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         t0 = time.monotonic()
         sets = {"real_train": real_train, "real_test": real_test, "synthetic": synthetic}
-        prepared = {k: prepare_cases(v, prof, cache_dir=cache_dir, progress=reporter, stage=f"prepare:{k}")
+        labels = shared_label_table(real_train)
+        prepared = {k: prepare_cases(v, prof, cache_dir=cache_dir, progress=reporter, stage=f"prepare:{k}",
+                                     labels=labels)
                     for k, v in sets.items()}
         prepare_s = time.monotonic() - t0
         data = {k: describe_set(sets[k], prepared[k]) for k in sets}

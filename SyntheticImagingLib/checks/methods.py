@@ -29,6 +29,18 @@ def _segmenter(details: Mapping[str, Any]) -> str:
                if cfg.get("steps") else ""))
 
 
+def _per_label(details: Mapping[str, Any]) -> str:
+    labels, regions = details.get("labels") or {}, details.get("regions") or {}
+    if not labels:
+        return ""
+    text = (f" The segmenter was trained on the {len(labels)} labels ({', '.join(labels)}; one output class each, "
+            "softmax Dice + cross-entropy); Dice and HD95 are also reported per label")
+    if regions:
+        text += f" and per BraTS region ({', '.join(regions)})"
+    return text + (" with the same seeds and intervals (a label absent from both prediction and reference scores "
+                   "Dice 1); the headline Dice is the whole lesion.")
+
+
 def _profile(report: EvaluationReport) -> Mapping[str, Any]:
     prof = report.settings.get("profile")
     return prof if isinstance(prof, Mapping) else {}  # a bare profile name says nothing about the grid
@@ -68,7 +80,7 @@ def methods_text(report: EvaluationReport, check: str) -> str:
                 "on the same (seed, test case) pairs by paired bootstrap (95 % CI of the mean difference, two-sided "
                 "p) and Wilcoxon signed-rank. The real-equivalent size places the TSTR Dice on the monotone "
                 "real-only learning curve (linear interpolation), with a 95 % CI from a bootstrap over seeds (seeds "
-                "resampled, curve and TSTR mean recomputed, re-placed).")
+                "resampled, curve and TSTR mean recomputed, re-placed)." + _per_label(d))
     if check == "adherence":
         return ("Label adherence. The seed-0 TRTR segmenter of the utility check (trained on real cases only) "
                 "segmented every synthetic image; its prediction was compared with the synthetic label (Dice, "

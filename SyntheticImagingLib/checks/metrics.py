@@ -1,4 +1,5 @@
-"""Segmentation metrics on binary masks: Dice, HD95 in mm, lesion-wise detection.
+"""Segmentation metrics on binary masks: Dice, HD95 in mm, lesion-wise detection; and the same per label and
+per BraTS region of multi-label maps (:func:`evaluation_structures`, :func:`structure_metrics`).
 
 All functions take boolean (or 0/1) arrays ``[z, y, x]`` on one grid. Distances use the voxel spacing in
 array order (``Geometry.spacing_zyx``), so HD95 is in millimetres whatever the grid.
@@ -13,15 +14,24 @@ Conventions for empty masks (they matter when a weak segmenter predicts nothing)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ..cases import LabelTable, LesionKind
+from ..errors import InputError, LabelError
+from ..label_roles import brats_regions, match_roles
 
-__all__ = ["dice", "hd95", "surface_distances", "lesion_detection", "segmentation_metrics", "volume_diagonal_mm"]
+__all__ = ["dice", "hd95", "surface_distances", "lesion_detection", "segmentation_metrics", "volume_diagonal_mm",
+           "Structure", "evaluation_structures", "structure_metrics", "LABEL", "REGION"]
+
+#: Kinds of :class:`Structure`: one label of the table, or a BraTS region (a union of labels).
+LABEL = "label"
+REGION = "region"
 
 
 def _pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,3 +193,89 @@ def segmentation_metrics(pred: np.ndarray, ref: np.ndarray, *, spacing_zyx: Sequ
             "lesion_sensitivity": det["sensitivity"], "lesions": det["lesions"], "lesions_detected": det["detected"],
             "false_positive_lesions": det["false_positives"], "pred_voxels": float(p.sum()),
             "ref_voxels": float(r.sum())}
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """What a per-label or per-region score is computed on: the voxels whose label is one of ``values``.
+
+    Args:
+        name: the user's label name, or the region name (``whole tumor``, ``tumor core``, ``enhancing tumor``).
+        kind: :data:`LABEL` or :data:`REGION`.
+        values: the label values it unites.
+    """
+
+    name: str
+    kind: str
+    values: tuple[int, ...]
+
+    def mask(self, label: np.ndarray) -> np.ndarray:
+        """Its voxels in a label map."""
+        return np.isin(np.asarray(label), self.values)
+
+
+def evaluation_structures(table: LabelTable, kind: LesionKind | str = LesionKind.TUMOR) -> list[Structure]:
+    """Every label of a multi-label table (named as the table names it), then for tumours the BraTS regions it
+    can form (:func:`~SyntheticImagingLib.label_roles.brats_regions`); empty for a table of one label (the
+    whole-lesion score says it all). Labels whose names give no role get no regions.
+
+    Args:
+        table: the prepared cases' label table.
+        kind: the lesion kind.
+
+    Example:
+        >>> [s.name for s in evaluation_structures(LabelTable({1: "NCR", 2: "ED", 4: "ET"}))]
+        ['NCR', 'ED', 'ET', 'whole tumor', 'tumor core', 'enhancing tumor']
+    """
+    if len(table.values) < 2:
+        return []
+    out = [Structure(name, LABEL, (value,)) for value, name in table.names.items()]
+    try:
+        regions = brats_regions(match_roles(table, LesionKind(kind)))
+    except LabelError:
+        regions = {}
+    out += [Structure(name, REGION, tuple(values)) for name, values in regions.items()]
+    return out
+
+
+def structure_metrics(pred: np.ndarray, ref: np.ndarray, structures: Sequence[Structure], *,
+                      spacing_zyx: Sequence[float], hd95_empty_penalty: float | None = None,
+                      with_hd95: bool = True) -> list[dict[str, Any]]:
+    """Dice (and HD95 in mm) of each structure of two label maps, with the empty-mask conventions of this module
+    (both empty: Dice 1, HD95 0, the BraTS convention for a label absent from a case).
+
+    Args:
+        pred: predicted label map (the table's values).
+        ref: reference label map.
+        structures: from :func:`evaluation_structures`.
+        spacing_zyx: voxel size in array order (mm).
+        hd95_empty_penalty: HD95 when exactly one mask is empty (None: the grid diagonal).
+        with_hd95: also compute HD95 (the slow part).
+
+    Returns:
+        One row per structure: ``structure``, ``structure_kind``, ``values`` (``"1,4"``), ``dice``, ``hd95_mm``
+        (when asked), ``pred_voxels``, ``ref_voxels``.
+
+    Example:
+        >>> ref = np.zeros((1, 1, 6), int); ref[0, 0, :2] = 1; ref[0, 0, 2:4] = 2
+        >>> pred = np.zeros_like(ref); pred[0, 0, :4] = 1
+        >>> parts = [Structure("a", LABEL, (1,)), Structure("b", LABEL, (2,)), Structure("ab", REGION, (1, 2))]
+        >>> rows = structure_metrics(pred, ref, parts, spacing_zyx=(1, 1, 1), with_hd95=False)
+        >>> [(r["structure"], round(r["dice"], 3)) for r in rows]
+        [('a', 0.667), ('b', 0.0), ('ab', 1.0)]
+    """
+    p_all, r_all = np.asarray(pred), np.asarray(ref)
+    if p_all.shape != r_all.shape:
+        raise InputError(f"prediction shape {p_all.shape} differs from reference shape {r_all.shape}",
+                         fix="resample the prediction onto the reference grid")
+    penalty = volume_diagonal_mm(p_all.shape, spacing_zyx) if hd95_empty_penalty is None else hd95_empty_penalty
+    rows = []
+    for st in structures:
+        p, r = st.mask(p_all), st.mask(r_all)
+        row: dict[str, Any] = {"structure": st.name, "structure_kind": st.kind,
+                               "values": ",".join(str(v) for v in st.values), "dice": dice(p, r)}
+        if with_hd95:
+            row["hd95_mm"] = hd95(p, r, spacing_zyx=spacing_zyx, empty_penalty=penalty)
+        row.update(pred_voxels=float(p.sum()), ref_voxels=float(r.sum()))
+        rows.append(row)
+    return rows

@@ -4,9 +4,9 @@ Slicer module's tables, charts and views; scripts).
 :func:`~SyntheticImagingLib.checks.report.write_report` stores one entry per check: its status and, when it ran,
 its :class:`~SyntheticImagingLib.checks.base.CheckResult` (summary, tables as ``{"csv", "columns", "rows"}``,
 figures, details). :class:`EvaluationReport` turns that back into ``CheckResult`` objects and reads the few
-tables a viewer needs by the names and columns their checks write (utility ``regimes``, privacy
-``per_synthetic_case``, adherence ``per_case``), so a renamed column fails loudly here instead of silently
-matching another one. Imports no torch.
+tables a viewer needs by the names and columns their checks write (utility ``regimes``, ``per_label`` and
+``per_region``, privacy ``per_synthetic_case``, adherence ``per_case``), so a renamed column fails loudly here
+instead of silently matching another one. Imports no torch.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 from ..errors import InputError
 from .base import CheckResult
 
-__all__ = ["EvaluationReport", "CheckEntry", "RegimeDice", "ClosestPair", "AlignedCopy", "AdherenceRow",
-           "read_report"]
+__all__ = ["EvaluationReport", "CheckEntry", "RegimeDice", "StructureDice", "ClosestPair", "AlignedCopy",
+           "AdherenceRow", "read_report"]
 
 Rows = list[dict[str, Any]]
 
@@ -62,6 +62,28 @@ class RegimeDice:
     dice: float
     dice_lo: float
     dice_hi: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StructureDice:
+    """Dice (95 % CI over seeds) and HD95 of one label or BraTS region under one training regime of the utility
+    check (multi-label data), and its paired difference with TRTR (NaN for TRTR itself).
+
+    ``name`` is the user's label name (kind ``label``) or the region (``whole tumor``, ``tumor core``,
+    ``enhancing tumor``; kind ``region``); ``values`` the label values it unites."""
+
+    regime: str
+    kind: str
+    name: str
+    values: tuple[int, ...]
+    seeds: int
+    dice: float
+    dice_lo: float
+    dice_hi: float
+    hd95_mm: float
+    dice_vs_trtr: float
+    dice_vs_trtr_lo: float
+    dice_vs_trtr_hi: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +164,24 @@ class EvaluationReport:
         return [RegimeDice(str(r["regime"]), str(r["kind"]), int(r["n_real"]), int(r["n_synthetic"]),
                            int(r["seeds"]), _float(r["dice"]), _float(r["dice_lo"]), _float(r["dice_hi"]))
                 for r in (result.tables.get("regimes", []) if result else [])]
+
+    def _structure_rows(self, table: str, column: str) -> list[StructureDice]:
+        result = self.result("utility")
+        return [StructureDice(str(r["regime"]), column, str(r[column]),
+                              tuple(int(v) for v in str(r["values"]).split(",") if v.strip()), int(r["seeds"]),
+                              _float(r["dice"]), _float(r["dice_lo"]), _float(r["dice_hi"]), _float(r.get("hd95_mm")),
+                              _float(r.get("dice_vs_trtr")), _float(r.get("dice_vs_trtr_lo")),
+                              _float(r.get("dice_vs_trtr_hi")))
+                for r in (result.tables.get(table, []) if result else [])]
+
+    def label_rows(self) -> list[StructureDice]:
+        """Dice per label and training regime (utility ``per_label`` table; empty for single-label data)."""
+        return self._structure_rows("per_label", "label")
+
+    def region_rows(self) -> list[StructureDice]:
+        """Dice per BraTS region (whole tumour, tumour core, enhancing tumour) and training regime (utility
+        ``per_region`` table; empty unless the tumour labels form regions)."""
+        return self._structure_rows("per_region", "region")
 
     def privacy_spaces(self) -> list[str]:
         """The feature spaces the privacy check compared in (``encoder``, ``voxel``...), in its order."""

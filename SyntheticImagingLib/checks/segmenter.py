@@ -1,5 +1,10 @@
 """The utility segmenter: a small MONAI 3D UNet (or SegResNet) trained with Dice+CE on prepared cases.
 
+Cases with one label (or binarised by ``checks.prepare``) train a lesion-vs-background network (2 outputs);
+cases that share a table of K > 1 labels (tumour sub-regions, hemorrhage subtypes) train a K + 1 class network
+with the same softmax Dice+CE on one-hot targets, and :func:`segment` returns the argmax as the table's own
+label values.
+
 Training is deterministic for a given seed (torch's global RNG is forked, so callers' random state is left
 alone), runs on the profile grid (whole volumes on the quick grid, random patches biased to the lesion when a
 patch size is set), and uses CUDA with mixed precision when available. :func:`segment` predicts with MONAI's
@@ -25,15 +30,15 @@ from monai.inferers import SlidingWindowInferer
 from monai.losses import DiceCELoss
 from monai.networks.nets import SegResNet, UNet
 
-from ..cases import Case
+from ..cases import Case, LabelTable
 from ..errors import InputError, LabelError
 from ..io.orientation import left_right_axis
 from ..progress import ProgressCallback, Reporter, as_reporter
 from .base import CheckContext, Profile
-from .prepare import cases_fingerprint
+from .prepare import LESION_LABELS, cases_fingerprint
 
 __all__ = ["SegmenterConfig", "TrainedSegmenter", "resolve_device", "cpu_threads", "default_cpu_threads",
-           "train_segmenter", "segment", "reference_segmenter", "REFERENCE_CACHE_KEY"]
+           "train_segmenter", "segment", "reference_segmenter", "REFERENCE_CACHE_KEY", "training_labels"]
 
 #: ``context.cache`` key of the dict {fingerprint: TrainedSegmenter} of reference (real-data) segmenters.
 REFERENCE_CACHE_KEY = "reference_segmenter"
@@ -113,6 +118,7 @@ class TrainedSegmenter:
         train_ids: ids of the training cases.
         losses: training loss per step.
         seconds: training wall time.
+        labels: the label table it predicts (class ``i`` is ``labels.values[i - 1]``); one label: lesion (1) vs 0.
     """
 
     model: torch.nn.Module
@@ -123,13 +129,20 @@ class TrainedSegmenter:
     train_ids: tuple[str, ...]
     losses: list[float]
     seconds: float
+    labels: LabelTable = LESION_LABELS
+
+    @property
+    def label_values(self) -> tuple[int, ...]:
+        """The label value of each output class after background (``(1,)`` for a lesion segmenter)."""
+        return tuple(self.labels.values) if len(self.labels.values) > 1 else (1,)
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable summary (no weights)."""
         tail = self.losses[-max(1, len(self.losses) // 10):]
         return {"config": self.config.to_dict(), "channels": list(self.channel_names), "device": str(self.device),
                 "seed": self.seed, "train_cases": len(self.train_ids), "final_loss": float(np.mean(tail)),
-                "seconds": self.seconds}
+                "seconds": self.seconds, "classes": {"0": "background", **self.labels.to_dict()}
+                if len(self.labels.values) > 1 else {"0": "background", "1": "lesion"}}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -181,12 +194,36 @@ def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _build(config: SegmenterConfig, in_channels: int) -> torch.nn.Module:
+def training_labels(cases: Sequence[Case]) -> LabelTable:
+    """The label table a segmenter trained on ``cases`` predicts: their shared table when it has several labels,
+    else :data:`~.prepare.LESION_LABELS` (any non-zero value is the lesion).
+
+    Args:
+        cases: labelled training cases.
+
+    Raises:
+        LabelError: cases with several labels whose tables differ.
+    """
+    tables: list[LabelTable] = []
+    for case in cases:
+        if case.label is not None and case.label_table not in tables:
+            tables.append(case.label_table)
+    multi = [t for t in tables if len(t.values) > 1]
+    if not multi:
+        return LESION_LABELS
+    if len(tables) > 1:
+        raise LabelError(f"training cases have different label tables {[t.names for t in tables]}",
+                         fix="prepare every set onto one label table (checks.prepare.prepare_cases with labels=...)")
+    return multi[0]
+
+
+def _build(config: SegmenterConfig, in_channels: int, out_channels: int = 2) -> torch.nn.Module:
     if config.architecture == "segresnet":
         depth = len(config.features)
-        return SegResNet(spatial_dims=3, init_filters=config.features[0], in_channels=in_channels, out_channels=2,
-                         blocks_down=tuple([1, 2, 2, 4, 4][:depth]), blocks_up=(1,) * (depth - 1))
-    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=2, channels=config.features,
+        return SegResNet(spatial_dims=3, init_filters=config.features[0], in_channels=in_channels,
+                         out_channels=out_channels, blocks_down=tuple([1, 2, 2, 4, 4][:depth]),
+                         blocks_up=(1,) * (depth - 1))
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=config.features,
                 strides=(2,) * (len(config.features) - 1), num_res_units=config.res_units)
 
 
@@ -194,8 +231,23 @@ def _padded_shape(shape: Sequence[int], divisor: int) -> tuple[int, int, int]:
     return tuple(int(math.ceil(s / divisor) * divisor) for s in shape)  # type: ignore[return-value]
 
 
-def _stack(cases: Sequence[Case], channels: Sequence[str], divisor: int, *, need_label: bool
-           ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int, int]]:
+def _classes(label: np.ndarray, values: Sequence[int], where: str) -> np.ndarray:
+    """Label values -> class indices 0..K (``values[i]`` -> ``i + 1``); one value: any non-zero is class 1."""
+    if len(values) <= 1:
+        return label > 0
+    out = np.zeros(label.shape, np.uint8)
+    for i, v in enumerate(values):
+        out[label == v] = i + 1
+    stray = (label != 0) & (out == 0)
+    if stray.any():
+        raise LabelError(f"label values {sorted(int(v) for v in np.unique(label[stray]))} are not in the training "
+                         f"label table {list(values)}", where=where,
+                         fix="prepare every set onto one label table (checks.prepare.prepare_cases)")
+    return out
+
+
+def _stack(cases: Sequence[Case], channels: Sequence[str], divisor: int, *, need_label: bool,
+           values: Sequence[int] = (1,)) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int, int]]:
     shapes = {c.shape for c in cases}
     if len(shapes) != 1:
         raise InputError(f"cases are on different grids {sorted(shapes)}",
@@ -218,7 +270,7 @@ def _stack(cases: Sequence[Case], channels: Sequence[str], divisor: int, *, need
             if case.label is None:
                 raise LabelError("a training case has no label map", where=case.case_id,
                                  fix="train the segmenter on labelled cases only")
-            labels[i, 0] = np.pad(case.label > 0, pad)
+            labels[i, 0] = np.pad(_classes(case.label, values, case.case_id), pad)
     return images, labels, shape
 
 
@@ -253,10 +305,11 @@ def _flip_left_right(batch: torch.Tensor, flip: torch.Tensor, dims: Sequence[int
 def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int = 0,
                     device: str | torch.device = "auto", progress: Reporter | ProgressCallback | None = None,
                     stage: str = "train") -> TrainedSegmenter:
-    """Train a lesion segmenter on prepared, labelled cases.
+    """Train a lesion segmenter on prepared, labelled cases: lesion vs background, or one class per label when
+    the cases share a table of several labels (:func:`training_labels`).
 
     Args:
-        cases: training cases (one grid, binary labels; see ``checks.prepare``).
+        cases: training cases (one grid, one label table; see ``checks.prepare``).
         config: network and training settings.
         seed: seeds weights, batch order, patches and augmentation.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
@@ -268,7 +321,9 @@ def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int
     reporter = as_reporter(progress)
     dev = resolve_device(device)
     channels = tuple(cases[0].channel_names)
-    images, labels, shape = _stack(cases, channels, config.divisor, need_label=True)
+    table = training_labels(cases)
+    values = tuple(table.values) if len(table.values) > 1 else (1,)
+    images, labels, shape = _stack(cases, channels, config.divisor, need_label=True, values=values)
     assert labels is not None
     padded = images.shape[2:]
     patch = None
@@ -287,7 +342,7 @@ def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int
     every = max(1, config.steps // 20)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), cpu_threads(config.cpu_threads, dev):
         torch.manual_seed(seed)
-        model = _build(config, len(channels)).to(dev)
+        model = _build(config, len(channels), len(values) + 1).to(dev)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
         opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps,
@@ -323,12 +378,13 @@ def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int
         model.eval()
     return TrainedSegmenter(model=model, config=config, channel_names=channels, device=dev, seed=seed,
                             train_ids=tuple(c.case_id for c in cases), losses=losses,
-                            seconds=time.monotonic() - t0)
+                            seconds=time.monotonic() - t0, labels=table)
 
 
 @torch.inference_mode()
 def segment(model: TrainedSegmenter, cases: Sequence[Case]) -> list[np.ndarray]:
-    """Binary lesion masks (uint8 ``[z, y, x]``, on each case's grid) predicted by a trained segmenter.
+    """Predicted label maps (uint8 ``[z, y, x]``, int16 for values over 255, on each case's grid): 0/1 for a
+    lesion segmenter, the label table's own values for a multi-label one.
 
     Args:
         model: from :func:`train_segmenter`.
@@ -352,8 +408,19 @@ def _segment_one(model: TrainedSegmenter, net: torch.nn.Module, case: Case) -> n
     with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
         logits = inferer(x, net)
     assert isinstance(logits, torch.Tensor)  # one output head: a tensor, not a tuple or dict
-    pred = torch.argmax(logits, dim=1)[0].to("cpu").numpy().astype(np.uint8)
-    return np.ascontiguousarray(pred[: shape[0], : shape[1], : shape[2]])
+    pred = torch.argmax(logits, dim=1)[0]
+    values = model.label_values
+    if values != (1,):
+        # lesion vs background first (all labels' probability together against background, as the binary
+        # segmenter decides), then the most likely label inside: a lesion split over several labels is not lost
+        # to background because no single label beats it
+        prob = torch.softmax(logits.float(), dim=1)[0]
+        pred = torch.where(prob[0] < 0.5, torch.argmax(prob[1:], dim=0) + 1, torch.zeros_like(pred))
+    out: np.ndarray = pred.to("cpu").numpy().astype(np.uint8)[: shape[0], : shape[1], : shape[2]]
+    if values != (1,):
+        lut = np.asarray((0, *values), dtype=np.uint8 if max(values) < 256 else np.int16)
+        out = lut[out]
+    return np.ascontiguousarray(out)
 
 
 def reference_segmenter(real_train: Sequence[Case], context: CheckContext, *,

@@ -15,6 +15,12 @@ are taken over seeds (each seed's value is the mean over test cases). Regimes ar
 (seed, test case) pairs by paired bootstrap and Wilcoxon signed-rank. The "real-equivalent" figure places the
 TSTR Dice on the monotone real-only sweep: how many real cases the synthetic set is worth.
 
+Multi-label data (the sets share a table of several labels, see ``checks.prepare``): the segmenter is trained on
+every label, and besides the whole-lesion numbers above (the headline the verdicts use) each regime gets Dice and
+HD95 per label (``per_label``, named as the user's table names them) and, for tumours, per BraTS region
+(``per_region``: whole tumour, tumour core, enhancing tumour), with the same seeds, t intervals and a paired
+comparison with TRTR on (seed, test case).
+
 Identical training sets with the same seed (e.g. ``R+S x1`` and ``R8+S`` when there are 8 real and 8 synthetic
 cases) are trained once. The seed-0 TRTR model is the evaluation's reference segmenter, shared through
 ``context.cache`` (see :func:`.segmenter.reference_segmenter`). The result is also left in
@@ -33,14 +39,16 @@ import numpy as np
 from ..cases import Case
 from ..errors import InputError, LabelError
 from .base import Check, CheckContext, CheckResult, register_check
-from .metrics import segmentation_metrics
+from .metrics import LABEL, REGION, Structure, evaluation_structures, segmentation_metrics, structure_metrics
 from .segmenter import SegmenterConfig, TrainedSegmenter, reference_segmenter, segment, train_segmenter
 from .stats import ABOVE_LARGEST, BELOW_SMALLEST, WITHIN, compare_paired, mean_ci, real_equivalent
 
-__all__ = ["UtilityCheck", "Regime", "plan_regimes", "METRICS"]
+__all__ = ["UtilityCheck", "Regime", "plan_regimes", "METRICS", "STRUCTURE_METRICS", "structure_tables"]
 
 #: Per-test-case metrics aggregated per regime (higher is better except HD95).
 METRICS = ("dice", "hd95_mm", "lesion_sensitivity")
+#: Per-label and per-region metrics of multi-label data.
+STRUCTURE_METRICS = ("dice", "hd95_mm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +115,14 @@ def _check_inputs(real_train: Sequence[Case], real_test: Sequence[Case], synthet
         if any(ch not in case.channels for ch in channels):
             raise InputError(f"case has channels {case.channel_names}, the real training set has {channels}",
                              where=case.case_id, fix="synthesize the same channels as the real data")
+    table = real_train[0].label_table
+    if len(table.values) > 1:
+        for case in (*real_train, *real_test, *synthetic):
+            if case.label_table != table:
+                raise LabelError(f"case has the labels {case.label_table.names}, the real training set "
+                                 f"{table.names}", where=case.case_id,
+                                 fix="prepare every set onto the real training labels (evaluate does; "
+                                     "checks.prepare.prepare_cases(labels=...))")
 
 
 #: Possible range of each metric (t intervals are clipped to it).
@@ -139,6 +155,7 @@ class UtilityCheck(Check):
         n_seeds = max(1, int(profile.seeds))
         geometry = real_test[0].geometry
         min_voxels = max(1, math.ceil(self.min_lesion_ml / geometry.voxel_volume_ml))
+        structures = evaluation_structures(real_train[0].label_table, real_train[0].lesion_kind)
 
         # plan every (regime, seed) run; identical training sets with the same seed share one model
         plan: list[tuple[Regime, int, tuple[int, ...], tuple[int, ...]]] = []
@@ -160,12 +177,13 @@ class UtilityCheck(Check):
             names = [reg.name for reg, s2, r, y in plan if (s2, r, y) == key]
             reporter.report("runs", i, len(unique), f"{'/'.join(names)} seed {s}")
             runs[key] = self._train_and_test(real_train, real_test, synthetic, real_idx, syn_idx, s, config,
-                                             context, min_voxels)
+                                             context, min_voxels, structures)
         reporter.report("runs", len(unique), len(unique), "done")
 
         # tables: one row per (regime, seed, test case) and per (regime, seed)
         per_case: list[dict[str, Any]] = []
         per_run: list[dict[str, Any]] = []
+        per_case_structures: list[dict[str, Any]] = []
         first_name: dict[tuple[int, tuple[int, ...], tuple[int, ...]], str] = {}
         for reg, s, real_idx, syn_idx in plan:
             key = (s, real_idx, syn_idx)
@@ -173,6 +191,8 @@ class UtilityCheck(Check):
             shared = first_name.setdefault(key, reg.name)
             for row in run["cases"]:
                 per_case.append({"regime": reg.name, "seed": s, **row})
+            for row in run["structures"]:
+                per_case_structures.append({"regime": reg.name, "seed": s, **row})
             per_run.append({
                 "regime": reg.name, "kind": reg.kind, "seed": s, "n_real": len(real_idx), "n_synthetic": len(syn_idx),
                 **{m: float(np.nanmean([r[m] for r in run["cases"]])) if run["cases"] else float("nan")
@@ -232,6 +252,8 @@ class UtilityCheck(Check):
                                  synthetic_gain_cases=None if eq["value"] is None else eq["value"] - r.n_real)
             sweep_rows.append(sweep_row)
 
+        label_rows, region_rows = structure_tables(regimes, per_case_structures, structures, seed=context.seed)
+
         summary: dict[str, Any] = {
             "seeds": n_seeds, "real_train_cases": len(real_train), "real_test_cases": len(real_test),
             "synthetic_cases": len(synthetic),
@@ -245,11 +267,31 @@ class UtilityCheck(Check):
                                                                          "wilcoxon_p", "n_pairs")}
                             for c in comparisons if c["metric"] == "dice"},
         }
+        tables: dict[str, list[dict[str, Any]]] = {
+            "regimes": regime_rows, "size_sweep": sweep_rows, "comparisons": comparisons, "runs": per_run,
+            "per_case": per_case}
+        details_labels: dict[str, Any] = {}
+        if structures:
+            headline = ("TRTR", "TSTR", *(r.name for r in regimes if r.name.startswith("R+S x")))
+            for summary_key, rows, col in (("label_dice", label_rows, "label"),
+                                           ("region_dice", region_rows, "region")):
+                if rows:
+                    summary[summary_key] = {regime: {r[col]: r["dice"] for r in rows if r["regime"] == regime}
+                                    for regime in headline}
+            tables["per_label"] = label_rows
+            if region_rows:
+                tables["per_region"] = region_rows
+            details_labels = {
+                "labels": {st.name: list(st.values) for st in structures if st.kind == LABEL},
+                "regions": {st.name: list(st.values) for st in structures if st.kind == REGION},
+                "per_label_rule": "Dice and HD95 of each label's (region's) voxels per real test case, both empty: "
+                                  "Dice 1 and HD95 0 (BraTS convention); mean over test cases per seed, Student t "
+                                  "over seeds; dice_vs_trtr: paired bootstrap over (seed, test case)"}
         result = CheckResult(
             name=self.name, summary=summary,
-            tables={"regimes": regime_rows, "size_sweep": sweep_rows, "comparisons": comparisons, "runs": per_run,
-                    "per_case": per_case},
-            details={"segmenter": config.to_dict(), "regimes": [dataclasses.asdict(r) for r in regimes],
+            tables=tables,
+            details={**details_labels,
+                     "segmenter": config.to_dict(), "regimes": [dataclasses.asdict(r) for r in regimes],
                      "skipped_real_sizes": skipped, "unique_trainings": len(unique),
                      "min_lesion_voxels": min_voxels, "real_equivalent_curve": equivalent["curve"],
                      "ci": "Student t over seeds of the per-seed mean over test cases",
@@ -261,7 +303,8 @@ class UtilityCheck(Check):
 
     def _train_and_test(self, real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case],
                         real_idx: tuple[int, ...], syn_idx: tuple[int, ...], s: int, config: SegmenterConfig,
-                        context: CheckContext, min_voxels: int) -> dict[str, Any]:
+                        context: CheckContext, min_voxels: int,
+                        structures: Sequence[Structure] = ()) -> dict[str, Any]:
         train = [real_train[i] for i in real_idx] + [synthetic[i] for i in syn_idx]
         model: TrainedSegmenter
         if s == 0 and real_idx == tuple(range(len(real_train))) and not syn_idx:
@@ -271,13 +314,18 @@ class UtilityCheck(Check):
                                     progress=context.progress, stage="train")
         preds = segment(model, real_test)
         rows = []
+        by_structure = []
         for case, pred in zip(real_test, preds):
             assert case.label is not None  # test cases are checked for labels on entry
             m = segmentation_metrics(pred, case.label, spacing_zyx=case.geometry.spacing_zyx,
                                      min_lesion_voxels=min_voxels)
             rows.append({"case_id": case.case_id, **m})
+            if structures:
+                by_structure += [{"case_id": case.case_id, **r} for r in
+                                 structure_metrics(pred, case.label, structures, spacing_zyx=case.geometry.spacing_zyx)]
         info = model.describe()
-        return {"cases": rows, "seconds": info["seconds"], "final_loss": info["final_loss"]}
+        return {"cases": rows, "structures": by_structure, "seconds": info["seconds"],
+                "final_loss": info["final_loss"]}
 
     @staticmethod
     def _equivalent_ci(per_run: list[dict[str, Any]], sweep_real: list[Regime], target: str, n_seeds: int,
@@ -321,6 +369,47 @@ class UtilityCheck(Check):
                                                      tstr=result.summary["regimes"]["TSTR"],
                                                      equivalent=equivalent)}
         return figs
+
+
+def structure_tables(regimes: Sequence[Regime], rows: Sequence[dict[str, Any]], structures: Sequence[Structure], *,
+                     seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``per_label`` and ``per_region`` tables: per structure and regime, the mean and 95 % t interval over
+    seeds of the per-seed mean over test cases (as the headline), and the paired difference with TRTR.
+
+    Args:
+        regimes: the regimes, in order.
+        rows: one row per (regime, seed, test case, structure) with ``regime``, ``seed``, ``case_id``,
+            ``structure``, ``structure_kind`` and :data:`STRUCTURE_METRICS`.
+        structures: the labels and regions.
+        seed: bootstrap seed of the comparisons.
+
+    Returns:
+        Label rows (column ``label``) and region rows (column ``region``), grouped by structure, regimes in order.
+    """
+    index: dict[tuple[str, str, str], dict[tuple[int, str], dict[str, Any]]] = {}
+    for r in rows:
+        cell = index.setdefault((r["structure_kind"], r["structure"], r["regime"]), {})
+        cell[(int(r["seed"]), str(r["case_id"]))] = r
+    out: dict[str, list[dict[str, Any]]] = {LABEL: [], REGION: []}
+    for st in structures:
+        reference = index.get((st.kind, st.name, "TRTR"), {})
+        for reg in regimes:
+            cells = index.get((st.kind, st.name, reg.name), {})
+            seeds = sorted({k[0] for k in cells})
+            row: dict[str, Any] = {"regime": reg.name, "kind": reg.kind, st.kind: st.name,
+                                   "values": ",".join(str(v) for v in st.values), "n_real": reg.n_real,
+                                   "n_synthetic": reg.n_synthetic, "seeds": len(seeds)}
+            for m in STRUCTURE_METRICS:
+                per_seed = [float(np.nanmean([c[m] for k, c in cells.items() if k[0] == sd])) for sd in seeds]
+                ci = mean_ci(per_seed, method="t", bounds=_BOUNDS[m])
+                row.update({m: ci["mean"], f"{m}_lo": ci["lo"], f"{m}_hi": ci["hi"], f"{m}_sd": ci["sd"]})
+            if reg.name != "TRTR":
+                keys = sorted(set(cells) & set(reference))
+                cmp = compare_paired([cells[k]["dice"] for k in keys], [reference[k]["dice"] for k in keys], seed=seed)
+                row.update(dice_vs_trtr=cmp["mean_diff"], dice_vs_trtr_lo=cmp["lo"], dice_vs_trtr_hi=cmp["hi"],
+                           dice_vs_trtr_p=cmp["bootstrap_p"])
+            out[st.kind].append(row)
+    return out[LABEL], out[REGION]
 
 
 def _ratio(a: float, b: float) -> float:

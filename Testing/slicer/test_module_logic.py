@@ -304,6 +304,21 @@ def test_check_result_shaped_dict_becomes_tables(scene):
     assert (pair.real_id, pair.distance) == ("case_1", 3.3)
 
 
+def test_per_label_and_region_tables_become_nodes(scene):
+    rows = [{"regime": g, "kind": k, "label": n, "values": v, "seeds": 2, "dice": d, "dice_lo": d - 0.1,
+             "dice_hi": d + 0.1, "hd95_mm": 5.0} for g, k in (("TRTR", "real"), ("TSTR", "synthetic"))
+            for n, v, d in (("necrosis", "1", 0.4), ("edema", "2", 0.7))]
+    regions = [{**{k: v for k, v in r.items() if k != "label"}, "region": "whole tumor", "values": "1,2"}
+               for r in rows[::2]]
+    report = {"checks": {"utility": {"status": "ok", "summary": {}, "tables": {"per_label": rows,
+                                                                               "per_region": regions}}}}
+    tables = SyntheticImagingLogic().resultsToTables(report)
+    labels = tables["utility per_label"]
+    assert labels.GetName() == "SyntheticImaging utility per_label" and labels.GetNumberOfRows() == 4
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(labels, "dice"), [0.4, 0.7, 0.4, 0.7])
+    assert tables["utility per_region"].GetNumberOfRows() == 2
+
+
 def test_results_from_csv_folder(scene, tmp_path):
     (tmp_path / "dice.csv").write_text("regime,dice\nreal,0.5\nreal+synthetic,0.6\n")
     tables = SyntheticImagingLogic().resultsToTables(tmp_path)
