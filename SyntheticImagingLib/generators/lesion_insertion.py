@@ -25,6 +25,7 @@ from ..progress import ProgressCallback, Reporter, as_reporter
 from ..tasks import TaskPreset
 from .base import Generator, register_generator
 from .config import LesionInsertionConfig
+from .ct_appearance import CTAppearance
 from .intensity import LesionIntensityModel, estimate_noise_sigma, partial_volume_alpha, smooth_texture
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
 
@@ -35,8 +36,8 @@ PUSHING = frozenset({"tumor", "intraparenchymal", "subdural", "epidural"})
 
 
 def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_names: Mapping[int, str],
-                 model: LesionIntensityModel, rng: np.random.Generator, *, texture: float = 0.08) -> dict[str,
-                                                                                                          np.ndarray]:
+                 model: LesionIntensityModel, rng: np.random.Generator, *, texture: float = 0.08,
+                 appearance: CTAppearance | None = None) -> dict[str, np.ndarray]:
     """Channels of ``ref`` with the voxels of ``new_mask`` painted as lesion.
 
     Args:
@@ -47,6 +48,7 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
         model: lesion intensity model.
         rng: random generator.
         texture: relative strength of the lesion's internal texture.
+        appearance: CT only: the case's clot heterogeneity model (:mod:`.ct_appearance`); None: uniform blood.
     """
     case = ref.case
     spacing = case.geometry.spacing_zyx
@@ -67,6 +69,8 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
                              else ref_level + 0.6 * (model.draw(rng, name, ref_level) - ref_level))
         scale = abs(ref_level) if case.modality == Modality.MR else 4.0
         target = target + texture * scale * field
+        if appearance is not None and case.modality == Modality.CT:
+            target = appearance.clot_target(target, new_mask & ~edema, label, label_names, case.geometry, ref_level)
         noise_sigma = estimate_noise_sigma(image, ref.brain)
         painted = image.copy()
         painted[region] = (1 - alpha[region]) * image[region] + alpha[region] * (
@@ -135,14 +139,17 @@ class LesionInsertionGenerator(Generator):
             rng = np.random.default_rng([seed, i])
             ref = self.references[int(rng.integers(len(self.references)))]
             label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates)
+            appearance = (CTAppearance(np.random.default_rng([seed, i, 17]), age=self.config.hemorrhage_age)
+                          if self.config.ct_appearance and ref.case.modality == Modality.CT else None)
             channels = paint_lesion(ref, new_mask, label, table.names, self.model, rng,
-                                    texture=self.config.texture)
+                                    texture=self.config.texture, appearance=appearance)
             case = ref.case.replace(
                 case_id=f"synth_{seed}_{i:04d}", channels=channels, label=label, label_table=table,
                 brain_mask=ref.brain,
                 metadata={"synthetic": True, "generator": self.name, "seed": seed, "index": i,
                           "background": ref.case.case_id, "lesions": infos, "controls": controls.to_dict()})
-            yield self._push(case, ref, label, infos)
+            case = self._push(case, ref, label, infos)
+            yield appearance.finish(case) if appearance is not None else case  # noise after the mass-effect warp
             reporter.report("synthesize", i + 1, n, f"case {i + 1}/{n}")
 
     def _push(self, case: Case, ref: Reference, label: np.ndarray, infos: list[dict[str, Any]]) -> Case:
