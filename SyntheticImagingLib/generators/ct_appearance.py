@@ -224,14 +224,15 @@ class CTAppearance:
         spacing = geometry.spacing_zyx
         for value, name in sorted(label_names.items()):
             subtype = next((s for s in _CLOT_SUBTYPES if s in name), None)
-            components, n = ndimage.label(lesion & (label == value))
-            for k in range(1, n + 1):
-                mask = components == k
-                info: dict[str, Any] = {"label_value": int(value), "subtype": subtype or name,
-                                        "voxels": int(mask.sum())}
-                if subtype is not None and mask.sum() >= 8:
-                    self._one_clot(out, mask, subtype, geometry, spacing, brain_level, info)
-                self.record["lesions"].append(info)
+            # one clot per label value: the parts of a fragmented crescent, or two bleeds of one subtype, share
+            # the patient's coagulation state (fluid levels) and the draws
+            mask = lesion & (label == value)
+            if not mask.any():
+                continue
+            info: dict[str, Any] = {"label_value": int(value), "subtype": subtype or name, "voxels": int(mask.sum())}
+            if subtype is not None and mask.sum() >= 8:
+                self._one_clot(out, mask, subtype, geometry, spacing, brain_level, info)
+            self.record["lesions"].append(info)
         return out
 
     def _one_clot(self, out: np.ndarray, mask: np.ndarray, subtype: str, geometry: Geometry,
