@@ -283,6 +283,9 @@ class LabelToImageConfig(GeneratorConfig):
         noise: noise level relative to the class spread.
         low_resolution: probability of resolution randomisation (down- and up-sampling).
         hemorrhage_age: CT hemorrhage HU model: ``acute``, ``subacute`` or ``chronic``.
+        ct_appearance: CT: correlated scanner noise up to a real head CT's level, grey/white contrast where
+            missing and clot heterogeneity (swirl sign, retraction, hematocrit levels); see
+            :mod:`.ct_appearance`. False: uniform blood and the plain noise of ``noise``.
     """
 
     family: ClassVar[str] = "label-to-image"
@@ -295,6 +298,7 @@ class LabelToImageConfig(GeneratorConfig):
     noise: float = 0.5
     low_resolution: float = 0.3
     hemorrhage_age: HemorrhageAge = "acute"
+    ct_appearance: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -313,6 +317,9 @@ class LesionInsertionConfig(GeneratorConfig):
         mass_effect: share of a space-occupying lesion's volume pushed into the surrounding brain (0 = none);
             tumours, intraparenchymal, subdural and epidural blood push, subarachnoid and intraventricular blood
             take the place of CSF and do not.
+        ct_appearance: CT: scanner noise where the background is noise-free (the template), grey/white contrast
+            where missing and clot heterogeneity (swirl sign, retraction, hematocrit levels); see
+            :mod:`.ct_appearance`. False: uniform blood with noise matched to the background.
     """
 
     family: ClassVar[str] = "lesion-insertion"
@@ -320,6 +327,7 @@ class LesionInsertionConfig(GeneratorConfig):
     hemorrhage_age: HemorrhageAge = "acute"
     texture: float = 0.08
     mass_effect: float = 1.0
+    ct_appearance: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -36,6 +36,7 @@ from ..progress import ProgressCallback, Reporter, as_reporter
 from ..tasks import TaskPreset
 from .base import Generator, register_generator
 from .config import LabelToImageConfig
+from .ct_appearance import CTAppearance
 from .intensity import LesionIntensityModel
 from .lesion_insertion import paint_lesion
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
@@ -246,8 +247,13 @@ class LabelToImageGenerator(Generator):
             roles = self.label_roles
             label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates, roles=roles,
                                                              fractions=self.subregion_fractions)
-            painted = paint_lesion(ref, new_mask, label, table.names, self.model, rng, roles=roles)
+            appearance = (CTAppearance(np.random.default_rng([seed, i, 17]), age=self.config.hemorrhage_age)
+                          if self.config.ct_appearance and self.task.modality == Modality.CT else None)
+            painted = paint_lesion(ref, new_mask, label, table.names, self.model, rng, roles=roles,
+                                   appearance=appearance)
             channels = self._corrupt(painted, case_seed)
+            if appearance is not None:  # scanner noise up to a real head CT's level
+                channels = appearance.finish_channels(channels, ref.brain, label > 0, geometry)
             if self.task.modality == Modality.MR:
                 # Skull-stripped references (BraTS) have an exactly-zero background: keep it so (blur and noise
                 # would otherwise leak a faint haze that reads as "head" to every foreground mask downstream).
@@ -259,7 +265,8 @@ class LabelToImageGenerator(Generator):
             yield ref.case.replace(
                 channels=channels, label=label, label_table=table, brain_mask=ref.brain,
                 metadata={"synthetic": True, "generator": self.name, "seed": seed, "index": i,
-                          "lesions": infos, "controls": controls.to_dict()})
+                          "lesions": infos, "controls": controls.to_dict(),
+                          **({"ct_appearance": appearance.record} if appearance is not None else {})})
             reporter.report("synthesize", i + 1, n, f"case {i + 1}/{n}")
 
     def _save_state(self, directory: Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from ..progress import ProgressCallback, Reporter, as_reporter
 from ..tasks import TaskPreset
 from .base import Generator, register_generator
 from .config import LesionInsertionConfig
+from .ct_appearance import CTAppearance
 from .intensity import (
     EDEMA_ROLES,
     LesionIntensityModel,
@@ -45,7 +46,7 @@ PUSHING = frozenset({"tumor", "intraparenchymal", "subdural", "epidural"})
 
 def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_names: Mapping[int, str],
                  model: LesionIntensityModel, rng: np.random.Generator, *, texture: float = 0.08,
-                 roles: LabelRoles | None = None) -> dict[str, np.ndarray]:
+                 roles: LabelRoles | None = None, appearance: CTAppearance | None = None) -> dict[str, np.ndarray]:
     """Channels of ``ref`` with the voxels of ``new_mask`` painted as lesion.
 
     MR intensities are ratios to the background's normal-brain median above its intensity offset
@@ -62,6 +63,7 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
         rng: random generator.
         texture: relative strength of the lesion's internal texture (where no spread was fitted).
         roles: the label roles of ``label`` (values of the user's table), or None.
+        appearance: CT only: the case's clot heterogeneity model (:mod:`.ct_appearance`); None: uniform blood.
     """
     case = ref.case
     spacing = case.geometry.spacing_zyx
@@ -113,6 +115,8 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
                                  else ref_level + 0.6 * (model.draw(rng, name, ref_level, offset=offset) - ref_level))
             scale = abs(level) if case.modality == Modality.MR else 4.0
             target = target + texture * scale * field
+        if appearance is not None and case.modality == Modality.CT:
+            target = appearance.clot_target(target, new_mask & ~edema, label, label_names, case.geometry, ref_level)
         noise_sigma = estimate_noise_sigma(image, ref.brain)
         if by_role:
             noise = rng.standard_normal(int(region.sum())) * np.sqrt(noise_sigma ** 2 + spread[region] ** 2)
@@ -188,14 +192,17 @@ class LesionInsertionGenerator(Generator):
             roles = self.label_roles
             label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates, roles=roles,
                                                              fractions=self.subregion_fractions)
+            appearance = (CTAppearance(np.random.default_rng([seed, i, 17]), age=self.config.hemorrhage_age)
+                          if self.config.ct_appearance and ref.case.modality == Modality.CT else None)
             channels = paint_lesion(ref, new_mask, label, table.names, self.model, rng,
-                                    texture=self.config.texture, roles=roles)
+                                    texture=self.config.texture, roles=roles, appearance=appearance)
             case = ref.case.replace(
                 case_id=f"synth_{seed}_{i:04d}", channels=channels, label=label, label_table=table,
                 brain_mask=ref.brain,
                 metadata={"synthetic": True, "generator": self.name, "seed": seed, "index": i,
                           "background": ref.case.case_id, "lesions": infos, "controls": controls.to_dict()})
-            yield self._push(case, ref, label, infos)
+            case = self._push(case, ref, label, infos)
+            yield appearance.finish(case) if appearance is not None else case  # noise after the mass-effect warp
             reporter.report("synthesize", i + 1, n, f"case {i + 1}/{n}")
 
     def _push(self, case: Case, ref: Reference, label: np.ndarray, infos: list[dict[str, Any]]) -> Case:
