@@ -364,6 +364,13 @@ class FidelityCheck(Check):
         def stat(v: np.ndarray, f: Any) -> float:
             return float(f(v)) if v.size else _NAN
 
+        # lesion texture: SD, 5-95 % spread and contrast inside synthetic lesions against the real cases' range
+        from .lesion_texture import texture_comparison
+
+        texture_rows = texture_comparison([*real_train, *real_test], synthetic)
+        first = [r for r in texture_rows if r["channel"] == real_train[0].channel_names[0]]
+        sd_rows = [r for r in first if r["metric"] == "sd"]
+
         summary = {
             "fd_synthetic_vs_train": fd_syn["value"], "fd_holdout_vs_train": fd_hold["value"],
             "fd_dims": fd_syn["dims"], "fd_shrinkage_synthetic": fd_syn["shrinkage_a"],
@@ -380,6 +387,10 @@ class FidelityCheck(Check):
             "kid_holdout": kid_hold.get("kid", _NAN), "kid_holdout_lo": kid_hold.get("kid_lo", _NAN),
             "kid_holdout_hi": kid_hold.get("kid_hi", _NAN), "small_sample_warning": kid_syn["warning"],
             "n_train": len(real_train), "n_holdout": len(real_test), "n_synthetic": len(synthetic),
+            "lesion_texture_within_real_range": (sum(r["within_real_range"] for r in texture_rows) / len(texture_rows)
+                                                 if texture_rows else _NAN),
+            "lesion_sd_synthetic": float(np.mean([r["synthetic_mean"] for r in sd_rows])) if sd_rows else _NAN,
+            "lesion_sd_real": float(np.mean([r["real_mean"] for r in sd_rows])) if sd_rows else _NAN,
         }
         result = CheckResult(name=self.name, summary=summary)
         result.tables = {
@@ -390,6 +401,7 @@ class FidelityCheck(Check):
                          "sd": stat(ssim_syn, np.std), "metric": metric},
                         {"set": "real", "pairs": int(ssim_real.size), "mean": stat(ssim_real, np.mean),
                          "sd": stat(ssim_real, np.std), "metric": metric}],
+            "lesion_texture": texture_rows,
         }
         result.details = {"encoder": enc.describe(),
                           "baseline": "real_test in the synthetic set's place (real-vs-real)",

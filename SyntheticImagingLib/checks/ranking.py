@@ -41,7 +41,8 @@ RANKING_COLUMNS = (
     "rank", "generator", "n_synthetic", "utility_tstr_dice", "utility_tstr_dice_lo", "utility_tstr_dice_hi",
     "utility_rs_dice", "utility_rs_dice_lo", "utility_rs_dice_hi", "utility_trtr_dice", "adherence_dice",
     "adherence_dice_real", "adherence_share_below", "adherence_verdict", "kid", "kid_lo", "kid_hi", "fd", "fd_lo",
-    "fd_hi", "precision", "precision_lo", "precision_hi", "recall", "recall_lo", "recall_hi", "privacy_verdict",
+    "fd_hi", "precision", "precision_lo", "precision_hi", "recall", "recall_lo", "recall_hi", "lesion_sd_synthetic",
+    "lesion_sd_real", "lesion_texture_within_real_range", "privacy_verdict",
     "status", "warning", "report")
 
 _NAN = float("nan")
@@ -66,6 +67,7 @@ def _row(name: str, report: Mapping[str, Any], folder: str) -> dict[str, Any]:
     rs = util.get(rs_name, {}) if rs_name else {}
     adh = _summary(report, "adherence")
     priv = _summary(report, "privacy")
+    fid = _summary(report, "fidelity")
     row: dict[str, Any] = {
         "generator": name, "n_synthetic": report.get("data", {}).get("synthetic", {}).get("cases"),
         "utility_tstr_dice": _num(tstr.get("dice")),
@@ -77,6 +79,8 @@ def _row(name: str, report: Mapping[str, Any], folder: str) -> dict[str, Any]:
         "adherence_dice": _num(adh.get("dice_synthetic_mean")), "adherence_dice_real": _num(adh.get("dice_real_mean")),
         "adherence_share_below": _num(adh.get("share_below_threshold")),
         "adherence_verdict": adh.get("verdict", "not run"), "privacy_verdict": priv.get("verdict", "not run"),
+        "lesion_sd_synthetic": _num(fid.get("lesion_sd_synthetic")), "lesion_sd_real": _num(fid.get("lesion_sd_real")),
+        "lesion_texture_within_real_range": _num(fid.get("lesion_texture_within_real_range")),
         "status": report.get("status", ""), "report": f"{folder}/report.html",
     }
     return row

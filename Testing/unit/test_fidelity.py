@@ -180,7 +180,8 @@ def test_fidelity_check_on_small_cases(cases, tmp_path):
     assert s["w1_lesion_synthetic"] == pytest.approx(0.0, abs=1e-9)
     assert np.isfinite(s["fd_holdout_vs_train"]) and np.isfinite(s["ms_ssim_real"])
     assert good.figures["fidelity"].exists()
-    assert {"intensity_distances", "embedding_distances", "ms_ssim"} <= set(good.tables)
+    assert {"intensity_distances", "embedding_distances", "ms_ssim", "lesion_texture"} <= set(good.tables)
+    assert s["lesion_texture_within_real_range"] == 1.0  # copies of real cases: inside the real range
     # one image repeated with a flat lesion: further away, less diverse, wrong lesion intensity
     bad = [head(f"b{i}", 0, lesion_gain=0.1).replace(case_id=f"b{i}") for i in range(4)]
     worse = FidelityCheck(figures=False).run(real_train=cases[:4], real_test=cases[4:], synthetic=bad,
@@ -190,3 +191,7 @@ def test_fidelity_check_on_small_cases(cases, tmp_path):
     assert w["ms_ssim_synthetic"] > s["ms_ssim_synthetic"]
     assert w["w1_lesion_synthetic"] > 0.3
     assert w["fd_synthetic_vs_train"] > s["fd_synthetic_vs_train"]
+    # a flat, faint lesion: its contrast to the brain lies below every real case's
+    contrast = [r for r in worse.tables["lesion_texture"] if r["metric"] == "contrast" and r["channel"] == "FLAIR"]
+    assert contrast and not any(r["within_real_range"] for r in contrast)
+    assert w["lesion_texture_within_real_range"] < 1.0
