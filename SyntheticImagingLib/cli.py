@@ -148,13 +148,22 @@ def _cmd_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     return {"out": str(args.out), "generator": gen.name, "training": gen.training}
 
 
+def _profile(args: argparse.Namespace) -> Any:
+    import dataclasses
+
+    from .checks.evaluate import resolve_profile
+
+    profile = resolve_profile(args.profile)
+    return dataclasses.replace(profile, folds=args.folds) if args.folds else profile
+
+
 def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from .checks.evaluate import evaluate
     from .io.datasets import load_dataset
 
     checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
     real_train = load_dataset(args.real_train, layout=args.layout, labels=args.labels)
-    real_test = load_dataset(args.real_test, layout=args.layout, labels=args.labels)
+    real_test = load_dataset(args.real_test, layout=args.layout, labels=args.labels) if args.real_test else None
     if len(args.synthetic) > 1:
         from .checks.ranking import rank_generators, unique_names
 
@@ -164,7 +173,7 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
             raise InputError("the same synthetic dataset is given twice", fix="pass each --synthetic dataset once")
         names = unique_names((p.parent if p.suffix == ".json" else p).resolve().name or "synthetic" for p in paths)
         ranking = rank_generators(real_train, real_test, {n: load_dataset(p) for n, p in zip(names, paths)},
-                                  out_dir=args.out, checks=checks, profile=args.profile, device=args.device,
+                                  out_dir=args.out, checks=checks, profile=_profile(args), device=args.device,
                                   seed=args.seed, progress=reporter, overwrite=args.overwrite)
         incomplete = {n: r["status"] for n, r in ranking["reports"].items() if r["status"] != "complete"}
         if incomplete:
@@ -172,7 +181,7 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
                                    fix="read each generator's report.json for the failed check's error")
         return {"out": str(args.out), "ranking": [r["generator"] for r in ranking["rows"]]}
     report = evaluate(real_train, real_test, load_dataset(args.synthetic[0]),
-                      out_dir=args.out, checks=checks, profile=args.profile, device=args.device, seed=args.seed,
+                      out_dir=args.out, checks=checks, profile=_profile(args), device=args.device, seed=args.seed,
                       progress=reporter, overwrite=args.overwrite)
     if report.get("status") != "complete":
         failed = report.get("failed") or report.get("status")
@@ -266,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("evaluate", _cmd_evaluate, "utility, fidelity and privacy checks against real cases")
     p.add_argument("--real-train", required=True)
-    p.add_argument("--real-test", required=True)
+    p.add_argument("--real-test", default=None,
+                   help="real held-out cases the generator never saw (e.g. an external set); default: k-fold by case "
+                   "over --real-train, every real case tested once")
+    p.add_argument("--folds", type=int, default=None, help="k of the k-fold protocol (default 5)")
     p.add_argument("--synthetic", required=True, nargs="+", help="one or more synthetic datasets (ranked)")
     _add_data_args(p, label_map=False)
     p.add_argument("--out", required=True, type=Path)

@@ -36,6 +36,9 @@ class Profile:
         real_sizes: real-training-set sizes of the utility sweep.
         synthetic_ratios: synthetic:real ratios of the real+synthetic regimes.
         repeats: repeats of the privacy validation (planted copier / honest generator).
+        check_convergence: the utility check also trains TRTR with twice the steps and says whether the
+            segmenter had converged (an undertrained segmenter compresses every set toward parity).
+        folds: k of the k-fold protocol used when no real test set is given (every real case tested once).
     """
 
     name: str
@@ -47,6 +50,8 @@ class Profile:
     real_sizes: tuple[int, ...]
     synthetic_ratios: tuple[float, ...]
     repeats: int
+    check_convergence: bool = True
+    folds: int = 5
 
 
 PROFILES: dict[str, Profile] = {

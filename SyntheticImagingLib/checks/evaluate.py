@@ -12,6 +12,7 @@ run with :func:`~.segmenter.default_cpu_threads` torch threads (half the cores t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -31,6 +32,7 @@ from .base import PROFILES, CheckContext, CheckResult, Profile, available_checks
 from .prepare import prepare_cases, shared_label_table
 from .report import write_report
 from .segmenter import cpu_threads, default_cpu_threads, resolve_device
+from .utility import kfold_splits
 
 __all__ = ["evaluate", "describe_set", "resolve_profile", "DEFAULT_CHECKS", "PLANNED_CHECKS"]
 
@@ -104,16 +106,19 @@ def describe_set(original: Sequence[Case] | Dataset, prepared: Sequence[Case]) -
     return out
 
 
-def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | Dataset,
+def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | Dataset | None,
              synthetic: Sequence[Case] | Dataset, *, out_dir: str | os.PathLike[str],
              checks: str | Iterable[str] = DEFAULT_CHECKS, profile: str | Profile = "quick", device: str = "auto",
              seed: int = 0, progress: Reporter | ProgressCallback | None = None, overwrite: bool = False,
-             cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+             cache_dir: str | os.PathLike[str] | None = None, folds: int | None = None) -> dict[str, Any]:
     """Run checks of ``synthetic`` against real cases and write the report folder.
 
     Args:
         real_train: real cases the synthetic set was made from (Dataset or list of Cases).
-        real_test: real held-out cases, disjoint from ``real_train`` by case id.
+        real_test: real held-out cases, disjoint from ``real_train`` by case id (e.g. an external set); None:
+            k-fold by case over ``real_train`` (the default protocol: every real case is tested once by
+            segmenters that never saw it; see :func:`.utility.kfold_splits`). Checks that need one holdout
+            (fidelity, privacy, adherence baselines) then use the last fold's cases.
         synthetic: the synthetic cases.
         out_dir: report folder to create (``report.json``, ``report.html``, ``tables/``, one folder per check).
         checks: check names in run order (a list or ``"utility,fidelity,privacy"``); planned checks that are not
@@ -124,6 +129,7 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
         progress: progress + cancel (stages ``prepare:*``, ``<check>:*``).
         overwrite: replace an existing non-empty ``out_dir``.
         cache_dir: folder for prepared cases, reused across evaluations (None: no cache).
+        folds: k of the k-fold protocol (None: the profile's).
 
     Returns:
         The report (the content of ``report.json``): ``status``, ``settings``, ``data``, ``versions``, ``checks``.
@@ -136,9 +142,16 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
     """
     t_start = time.monotonic()
     prof = resolve_profile(profile)
+    if folds is not None:
+        prof = dataclasses.replace(prof, folds=int(folds))
     names = _check_names(checks)
     dev = resolve_device(device)
+    kfold = real_test is None
+    if real_test is None:
+        real_test = []
     for set_name, cases in (("real_train", real_train), ("real_test", real_test), ("synthetic", synthetic)):
+        if kfold and set_name == "real_test":
+            continue
         if len(cases) == 0:
             raise InputError(f"{set_name} has no cases", fix="give a dataset folder or dataset.json with cases")
     overlap = sorted(set(_ids(real_train)) & set(_ids(real_test)))
@@ -158,12 +171,23 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         t0 = time.monotonic()
         sets = {"real_train": real_train, "real_test": real_test, "synthetic": synthetic}
+        if kfold:
+            del sets["real_test"]
         labels = shared_label_table(real_train)
         prepared = {k: prepare_cases(v, prof, cache_dir=cache_dir, progress=reporter, stage=f"prepare:{k}",
                                      labels=labels)
                     for k, v in sets.items()}
         prepare_s = time.monotonic() - t0
         data = {k: describe_set(sets[k], prepared[k]) for k in sets}
+        holdout_train, holdout_test = prepared["real_train"], prepared.get("real_test", [])
+        if kfold:
+            splits = kfold_splits(prepared["real_train"], prepared["synthetic"], folds=prof.folds, seed=seed)
+            holdout_train, holdout_test = splits[-1][0], splits[-1][1]
+            data["real_test"] = {"cases": 0, "protocol": f"{len(splits)}-fold by case over real_train",
+                                 "holdout_for_other_checks": [c.case_id for c in holdout_test],
+                                 "note": "fidelity, privacy and adherence baselines use the last fold as holdout; "
+                                         "a generator trained on every real case has seen it: give --real-test with "
+                                         "cases it never saw for clean privacy baselines"}
         cache: dict[str, Any] = {}
         results: list[CheckResult] = []
         failed: dict[str, str] = {}
@@ -178,8 +202,13 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
                 # on CPU every check runs with default_cpu_threads(): oversubscribed OpenMP threads on shared
                 # cores make small 3D convolutions several times slower than fewer threads
                 with cpu_threads(None, dev):
-                    result = get_check(name).run(real_train=prepared["real_train"], real_test=prepared["real_test"],
-                                                 synthetic=prepared["synthetic"], context=context)
+                    if name == "utility":  # k-fold inside the check when no real test set is given
+                        result = get_check(name).run(real_train=prepared["real_train"],
+                                                     real_test=prepared.get("real_test", []),
+                                                     synthetic=prepared["synthetic"], context=context)
+                    else:
+                        result = get_check(name).run(real_train=holdout_train, real_test=holdout_test,
+                                                     synthetic=prepared["synthetic"], context=context)
             except (CancelledError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as err:  # noqa: BLE001  (one broken check must not lose the others' results)

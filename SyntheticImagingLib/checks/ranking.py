@@ -154,7 +154,7 @@ def unique_names(names: Iterable[str]) -> list[str]:
     return out
 
 
-def rank_generators(real_train: Sequence[Case], real_test: Sequence[Case],
+def rank_generators(real_train: Sequence[Case], real_test: Sequence[Case] | None,
                     synthetic_sets: Mapping[str, Sequence[Case]], *, out_dir: str | os.PathLike[str],
                     profile: str | Profile = "quick", device: str = "auto", seed: int = 0,
                     progress: Reporter | ProgressCallback | None = None, checks: str | Iterable[str] = RANKING_CHECKS,
@@ -164,7 +164,8 @@ def rank_generators(real_train: Sequence[Case], real_test: Sequence[Case],
 
     Args:
         real_train: real cases the generators were made from (Dataset or list of Cases).
-        real_test: real held-out cases, disjoint from ``real_train`` by case id.
+        real_test: real held-out cases, disjoint from ``real_train`` by case id; None: k-fold by case over
+            ``real_train`` (see :func:`.evaluate.evaluate`).
         synthetic_sets: generator name -> its synthetic cases (names become folder names).
         out_dir: the ranking folder to create (one report folder per generator inside).
         profile: ``quick``, ``full`` or a :class:`Profile`.

@@ -65,6 +65,12 @@ def summarize_ranking(folder: str | os.PathLike[str]) -> RankingSummary:
         report_dir = folder / str(row.get("generator"))
         if (report_dir / "report.json").exists():
             summaries[str(row["generator"])] = summarize(read_report(report_dir))
+    too_small = [name for name, sm in summaries.items() if (v := sm.verdict("utility")) is not None
+                 and v.numbers.get("enough_to_rank") is False]
+    if too_small:
+        return RankingSummary(rows, summaries, None, "none is recommended: the real test set is too small to rank "
+                              "generators (their Dice differences are not resolved); test on more real cases, "
+                              "e.g. k-fold over all of them or an external set")
     eligible = [r for r in rows if all(_status(summaries.get(str(r["generator"])), k) != "red"
                                        for k in ("privacy", "adherence"))]
     if not eligible:

@@ -14,8 +14,8 @@ from scipy import stats as sps
 
 from ..errors import InputError
 
-__all__ = ["mean_ci", "paired_bootstrap", "wilcoxon_signed_rank", "compare_paired", "isotonic_increasing",
-           "real_equivalent", "BELOW_SMALLEST", "WITHIN", "ABOVE_LARGEST"]
+__all__ = ["mean_ci", "case_seed_ci", "paired_bootstrap", "wilcoxon_signed_rank", "compare_paired",
+           "isotonic_increasing", "real_equivalent", "BELOW_SMALLEST", "WITHIN", "ABOVE_LARGEST"]
 
 #: Outcomes of :func:`real_equivalent`.
 BELOW_SMALLEST = "below_smallest_size_tested"
@@ -69,6 +69,54 @@ def mean_ci(values: Sequence[float], *, confidence: float = 0.95, method: str = 
     if bounds is not None:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return {"mean": mean, "lo": float(lo), "hi": float(hi), "sd": sd, "n": n}
+
+
+def case_seed_ci(values: np.ndarray, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                 bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """Mean and CI of a ``[seed, test case]`` table, resampling test cases AND seeds (two-level bootstrap).
+
+    A CI over seeds alone treats the test set as fixed, so 2 test cases look as certain as 200; resampling the
+    cases too makes the interval carry the test-set size. NaN entries are left out of each mean.
+
+    Args:
+        values: ``[n_seeds, n_cases]`` metric values (the same test cases for every seed).
+        confidence: interval coverage.
+        n_boot: bootstrap resamples.
+        seed: bootstrap seed.
+        bounds: the metric's possible range.
+
+    Returns:
+        ``mean``, ``lo``, ``hi``, ``sd`` (over seeds of the per-seed mean), ``n_seeds``, ``n_cases``.
+
+    Example:
+        >>> few = case_seed_ci(np.array([[0.6, 0.9], [0.62, 0.88]]))
+        >>> many = case_seed_ci(np.tile([0.6, 0.9], (2, 50)))
+        >>> (few["hi"] - few["lo"]) > (many["hi"] - many["lo"])
+        True
+    """
+    a = np.asarray(values, dtype=float)
+    if a.ndim != 2:
+        raise InputError(f"expected a [seed, case] table, got shape {a.shape}")
+    nan = float("nan")
+    n_seeds, n_cases = a.shape
+    if a.size == 0 or not np.isfinite(a).any():
+        return {"mean": nan, "lo": nan, "hi": nan, "sd": nan, "n_seeds": n_seeds, "n_cases": n_cases}
+    per_seed = np.nanmean(a, axis=1)
+    mean = float(np.nanmean(per_seed))
+    sd = float(np.nanstd(per_seed, ddof=1)) if n_seeds > 1 else nan
+    if n_seeds * n_cases < 2 or n_cases < 2:
+        return {"mean": mean, "lo": nan, "hi": nan, "sd": sd, "n_seeds": n_seeds, "n_cases": n_cases}
+    rng = np.random.default_rng(seed)
+    cases = rng.integers(0, n_cases, size=(n_boot, n_cases))
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    picked = a[seeds[:, :, None], cases[:, None, :]]  # [boot, seed, case]
+    with np.errstate(all="ignore"):
+        means = np.nanmean(picked.reshape(n_boot, -1), axis=1)
+    means = means[np.isfinite(means)]
+    lo, hi = (float(v) for v in np.quantile(means, [0.5 - confidence / 2, 0.5 + confidence / 2]))
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return {"mean": mean, "lo": lo, "hi": hi, "sd": sd, "n_seeds": n_seeds, "n_cases": n_cases}
 
 
 def _pairs(a: Sequence[float], b: Sequence[float]) -> np.ndarray:

@@ -166,7 +166,10 @@ def _utility(report: EvaluationReport) -> Verdict:
                "real_equivalent": eq.get("value"), "real_equivalent_ci95": [eq_ci.get("lo"), eq_ci.get("hi")],
                "real_equivalent_outcome": eq.get("outcome"), "real_equivalent_bound": eq.get("bound"),
                "synthetic_cases": n_syn, "real_train_cases": s.get("real_train_cases"),
-               "real_test_cases": s.get("real_test_cases"), "seeds": s.get("seeds")}
+               "real_test_cases": s.get("real_test_cases"), "seeds": s.get("seeds"),
+               "enough_to_rank": (s.get("test_set") or {}).get("enough_to_rank"),
+               "segmenter_converged": (s.get("convergence") or {}).get("converged"),
+               "trtr_gain_at_twice_the_steps": (s.get("convergence") or {}).get("gain")}
     parts = [f"A segmenter trained on the {n_syn} synthetic cases alone reaches {fmt_ci(ratio, ratio_lo, ratio_hi)} "
              f"of the Dice of one trained on the {s.get('real_train_cases')} real cases (TSTR "
              f"{fmt_ci(tstr.get('dice'), *_ci(tstr.get('dice_ci95')))} vs TRTR "
@@ -186,6 +189,12 @@ def _utility(report: EvaluationReport) -> Verdict:
         bound = "up to" if finite(eq_ci.get("hi")) is not None and finite(eq_ci.get("lo")) is None else None
         ci = f", 95 % CI {bound} {fmt(eq_ci['hi'], 0)}" if bound else ""
         parts.append(f"Real-equivalent: {eq.get('text', eq.get('outcome'))}{ci}.")
+    convergence = s.get("convergence") or {}
+    if convergence.get("text"):
+        parts.append(f"Segmenter budget: {convergence['text']}")
+    test_set = s.get("test_set") or {}
+    if test_set.get("text"):
+        parts.append(test_set["text"])
     rs_worse = finite(rs_vs.get("hi")) is not None and rs_vs["hi"] < 0
     if ratio is None:
         status: Status = "grey"

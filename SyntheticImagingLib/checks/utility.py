@@ -10,9 +10,10 @@ REAL held-out cases (Dice, HD95 in mm, lesion-wise sensitivity):
   without and with the whole synthetic set, for each ``profile.real_sizes`` up to the real set's size; the
   whole real set is always the last point (TRTR without synthetic, ``R{N}+S`` with).
 
-Every regime is repeated over ``profile.seeds`` seeds (weights, batches, subsets). A regime's mean and 95 % CI
-are taken over seeds (each seed's value is the mean over test cases). Regimes are compared pairwise on the same
-(seed, test case) pairs by paired bootstrap and Wilcoxon signed-rank. The "real-equivalent" figure places the
+Every regime is repeated over ``profile.seeds`` seeds (weights, batches, subsets). A regime's mean is taken over
+seeds (each seed's value is the mean over test cases); its 95 % CI resamples both the real test cases and the
+seeds (:func:`.stats.case_seed_ci`), so a small test set gives a wide interval. Regimes are compared pairwise on
+the same (seed, test case) pairs by paired bootstrap and Wilcoxon signed-rank. The "real-equivalent" figure places the
 TSTR Dice on the monotone real-only sweep: how many real cases the synthetic set is worth.
 
 Multi-label data (the sets share a table of several labels, see ``checks.prepare``): the segmenter is trained on
@@ -41,9 +42,96 @@ from ..errors import InputError, LabelError
 from .base import Check, CheckContext, CheckResult, register_check
 from .metrics import LABEL, REGION, Structure, evaluation_structures, segmentation_metrics, structure_metrics
 from .segmenter import SegmenterConfig, TrainedSegmenter, reference_segmenter, segment, train_segmenter
-from .stats import ABOVE_LARGEST, BELOW_SMALLEST, WITHIN, compare_paired, mean_ci, real_equivalent
+from .stats import ABOVE_LARGEST, BELOW_SMALLEST, WITHIN, case_seed_ci, compare_paired, mean_ci, real_equivalent
 
-__all__ = ["UtilityCheck", "Regime", "plan_regimes", "METRICS", "STRUCTURE_METRICS", "structure_tables"]
+__all__ = ["UtilityCheck", "Regime", "plan_regimes", "METRICS", "STRUCTURE_METRICS", "structure_tables",
+           "kfold_splits", "test_set_adequacy", "MIN_RANK_TEST_CASES", "MAX_RANK_CI_HALF_WIDTH", "CONVERGENCE_GAIN"]
+
+#: Fewest real test cases (pooled over folds) with which generators are ranked.
+MIN_RANK_TEST_CASES = 10
+#: Widest TRTR Dice CI half-width with which generators are ranked: wider, and differences between generators of
+#: that size are not resolved.
+MAX_RANK_CI_HALF_WIDTH = 0.05
+#: TRTR Dice gain at twice the steps above which the segmenter is called not converged (when its CI excludes 0).
+CONVERGENCE_GAIN = 0.02
+
+
+def _sources(case: Case) -> set[str]:
+    """The real case ids a synthetic case was made from (its provenance metadata)."""
+    meta = case.metadata
+    out = {str(meta[k]) for k in ("background", "source_case_id", "reference_case") if meta.get(k)}
+    out |= {str(v) for v in meta.get("source_case_ids", []) or []}
+    return out
+
+
+def kfold_splits(real: Sequence[Case], synthetic: Sequence[Case], *, folds: int = 5, seed: int = 0
+                 ) -> list[tuple[list[Case], list[Case], list[Case]]]:
+    """``(real train, real test, synthetic)`` per fold, split by case: every real case is tested exactly once.
+
+    Synthetic cases whose provenance names a test-fold case (lesion insertion's ``background``, or
+    ``source_case_ids``) are left out of that fold, so no test patient reaches training through a synthetic copy
+    of its scan. (A trained generator's weights carry no per-case provenance: the report says so.)
+
+    Args:
+        real: all real labelled cases.
+        synthetic: the synthetic cases.
+        folds: number of folds (at most the number of real cases, at least 2).
+        seed: shuffles the cases before splitting.
+
+    Example:
+        >>> import numpy as np
+        >>> from ..cases import Geometry
+        >>> cs = [Case(f"r{i}", {"FLAIR": np.zeros((2, 2, 2))}, Geometry()) for i in range(5)]
+        >>> sorted(c.case_id for _, te, _ in kfold_splits(cs, cs[:1], folds=5) for c in te)
+        ['r0', 'r1', 'r2', 'r3', 'r4']
+    """
+    n = len(real)
+    k = min(int(folds), n)
+    if k < 2:
+        raise InputError(f"k-fold needs at least 2 real cases and 2 folds, got {n} cases and {folds} folds",
+                         fix="give more real cases, or a separate real test set (--real-test)")
+    order = np.random.default_rng([seed, 4242]).permutation(n)
+    parts = [sorted(int(i) for i in part) for part in np.array_split(order, k)]
+    out = []
+    for part in parts:
+        test = [real[i] for i in part]
+        ids = {c.case_id for c in test}
+        train = [real[i] for i in range(n) if i not in part]
+        kept = [c for c in synthetic if not (_sources(c) & ids)]
+        if not kept:
+            raise InputError(f"every synthetic case was made from the test fold {sorted(ids)}",
+                             fix="make more synthetic cases from more real cases, or give --real-test")
+        out.append((train, test, kept))
+    return out
+
+
+def test_set_adequacy(n_test: int, trtr_ci: tuple[float, float]) -> dict[str, Any]:
+    """Whether a test set is large enough to rank generators, and the sentence that says so.
+
+    Args:
+        n_test: real test cases (pooled over folds).
+        trtr_ci: the TRTR Dice 95 % CI (test cases and seeds resampled).
+
+    Example:
+        >>> test_set_adequacy(2, (0.55, 0.85))["enough_to_rank"]
+        False
+    """
+    lo, hi = trtr_ci
+    half = (hi - lo) / 2 if math.isfinite(lo) and math.isfinite(hi) else math.inf
+    enough = n_test >= MIN_RANK_TEST_CASES and half <= MAX_RANK_CI_HALF_WIDTH
+    if enough:
+        text = (f"{n_test} real test cases: the TRTR Dice is known to +/- {half:.2f}, enough to rank generators "
+                "whose Dice differ by more than that.")
+    else:
+        why = [f"only {n_test} real test cases (at least {MIN_RANK_TEST_CASES} needed)"] \
+            if n_test < MIN_RANK_TEST_CASES else []
+        if half > MAX_RANK_CI_HALF_WIDTH:
+            width = "cannot be estimated" if not math.isfinite(half) else f"is +/- {half:.2f}"
+            why.append(f"the TRTR Dice CI {width} (at most +/- {MAX_RANK_CI_HALF_WIDTH:g} needed)")
+        text = ("The test set is too small to rank generators: " + " and ".join(why)
+                + ". Test on more real cases (k-fold over all of them: leave out --real-test; or an external set).")
+    return {"cases": n_test, "trtr_ci_half_width": half if math.isfinite(half) else None,
+            "enough_to_rank": enough, "text": text}
 
 #: Per-test-case metrics aggregated per regime (higher is better except HD95).
 METRICS = ("dice", "hd95_mm", "lesion_sensitivity")
@@ -146,67 +234,103 @@ class UtilityCheck(Check):
 
     def run(self, *, real_train: Sequence[Case], real_test: Sequence[Case], synthetic: Sequence[Case],
             context: CheckContext) -> CheckResult:
-        """Train every regime over the profile's seeds and evaluate on the real test cases."""
-        _check_inputs(real_train, real_test, synthetic)
+        """Train every regime over the profile's seeds and evaluate on the real test cases.
+
+        With no real test case (``real_test`` empty) the real cases are split by case into ``profile.folds``
+        folds (:func:`kfold_splits`): every real case is tested once, by segmenters that never saw it, and the
+        synthetic cases made from a test fold's cases (their ``background``/``source_case_ids`` provenance) are
+        left out of that fold's training.
+        """
+        splits: list[tuple[list[Case], list[Case], list[Case]]]
+        if len(real_test):
+            splits = [(list(real_train), list(real_test), list(synthetic))]
+        else:
+            splits = kfold_splits(real_train, synthetic, folds=int(getattr(context.profile, "folds", 5)),
+                                  seed=context.seed)
+        for tr, te, sy in splits:
+            _check_inputs(tr, te, sy)
         profile = context.profile
         config = self.config or SegmenterConfig.for_profile(profile)
-        regimes, skipped = plan_regimes(len(real_train), len(synthetic), real_sizes=profile.real_sizes,
+        # one plan for every fold: the smallest fold's sizes (folds differ by at most one case)
+        n_real_plan = min(len(tr) for tr, _, _ in splits)
+        n_syn_plan = min(len(sy) for _, _, sy in splits)
+        splits = [(tr[:n_real_plan], te, sy[:n_syn_plan]) for tr, te, sy in splits]
+        real_train = [c for tr, _, _ in splits for c in tr] if len(splits) > 1 else splits[0][0]
+        real_test = [c for _, te, _ in splits for c in te]
+        synthetic = splits[0][2] if len(splits) == 1 else [c for _, _, sy in splits for c in sy]
+        regimes, skipped = plan_regimes(n_real_plan, n_syn_plan, real_sizes=profile.real_sizes,
                                         synthetic_ratios=profile.synthetic_ratios)
         n_seeds = max(1, int(profile.seeds))
         geometry = real_test[0].geometry
         min_voxels = max(1, math.ceil(self.min_lesion_ml / geometry.voxel_volume_ml))
-        structures = evaluation_structures(real_train[0].label_table, real_train[0].lesion_kind)
+        structures = evaluation_structures(splits[0][0][0].label_table, splits[0][0][0].lesion_kind)
 
-        # plan every (regime, seed) run; identical training sets with the same seed share one model
-        plan: list[tuple[Regime, int, tuple[int, ...], tuple[int, ...]]] = []
-        for s in range(n_seeds):
-            rng = np.random.default_rng([context.seed, s, 1729])
-            real_perm = tuple(int(i) for i in rng.permutation(len(real_train)))
-            syn_perm = tuple(int(i) for i in rng.permutation(len(synthetic)))
-            for reg in regimes:
-                # all-real runs keep the given order, so TRTR seed 0 is exactly the reference segmenter
-                real_idx = tuple(range(len(real_train))) if reg.n_real == len(real_train) else real_perm[:reg.n_real]
-                syn_idx = tuple(range(len(synthetic))) if reg.n_synthetic == len(synthetic) else \
-                    syn_perm[:reg.n_synthetic]
-                plan.append((reg, s, real_idx, syn_idx))
-        unique = list(dict.fromkeys((s, r, y) for _, s, r, y in plan))
+        # plan every (fold, regime, seed) run; identical training sets with the same seed share one model
+        Key = tuple[int, int, tuple[int, ...], tuple[int, ...]]
+        plan: list[tuple[Regime, int, int, tuple[int, ...], tuple[int, ...]]] = []
+        for f in range(len(splits)):
+            for s in range(n_seeds):
+                rng = np.random.default_rng([context.seed, s, 1729] if len(splits) == 1 else [context.seed, s, f, 1729])
+                real_perm = tuple(int(i) for i in rng.permutation(n_real_plan))
+                syn_perm = tuple(int(i) for i in rng.permutation(n_syn_plan))
+                for reg in regimes:
+                    # all-real runs keep the given order, so TRTR seed 0 is exactly the reference segmenter
+                    real_idx = tuple(range(n_real_plan)) if reg.n_real == n_real_plan else real_perm[:reg.n_real]
+                    syn_idx = tuple(range(n_syn_plan)) if reg.n_synthetic == n_syn_plan else \
+                        syn_perm[:reg.n_synthetic]
+                    plan.append((reg, f, s, real_idx, syn_idx))
+        unique: list[Key] = list(dict.fromkeys((f, s, r, y) for _, f, s, r, y in plan))
         reporter = context.progress
-        runs: dict[tuple[int, tuple[int, ...], tuple[int, ...]], dict[str, Any]] = {}
+        runs: dict[Key, dict[str, Any]] = {}
         for i, key in enumerate(unique):
-            s, real_idx, syn_idx = key
-            names = [reg.name for reg, s2, r, y in plan if (s2, r, y) == key]
-            reporter.report("runs", i, len(unique), f"{'/'.join(names)} seed {s}")
-            runs[key] = self._train_and_test(real_train, real_test, synthetic, real_idx, syn_idx, s, config,
-                                             context, min_voxels, structures)
+            f, s, real_idx, syn_idx = key
+            names = [reg.name for reg, f2, s2, r, y in plan if (f2, s2, r, y) == key]
+            fold = f" fold {f + 1}/{len(splits)}" if len(splits) > 1 else ""
+            reporter.report("runs", i, len(unique), f"{'/'.join(names)} seed {s}{fold}")
+            tr, te, sy = splits[f]
+            runs[key] = self._train_and_test(tr, te, sy, real_idx, syn_idx, s, config, context, min_voxels,
+                                             structures)
         reporter.report("runs", len(unique), len(unique), "done")
 
-        # tables: one row per (regime, seed, test case) and per (regime, seed)
+        # tables: one row per (regime, seed, test case) and per (fold, regime, seed)
         per_case: list[dict[str, Any]] = []
         per_run: list[dict[str, Any]] = []
         per_case_structures: list[dict[str, Any]] = []
-        first_name: dict[tuple[int, tuple[int, ...], tuple[int, ...]], str] = {}
-        for reg, s, real_idx, syn_idx in plan:
-            key = (s, real_idx, syn_idx)
+        first_name: dict[Key, str] = {}
+        for reg, f, s, real_idx, syn_idx in plan:
+            key = (f, s, real_idx, syn_idx)
             run = runs[key]
             shared = first_name.setdefault(key, reg.name)
+            fold_col = {"fold": f} if len(splits) > 1 else {}
             for row in run["cases"]:
-                per_case.append({"regime": reg.name, "seed": s, **row})
+                per_case.append({"regime": reg.name, "seed": s, **fold_col, **row})
             for row in run["structures"]:
                 per_case_structures.append({"regime": reg.name, "seed": s, **row})
             per_run.append({
-                "regime": reg.name, "kind": reg.kind, "seed": s, "n_real": len(real_idx), "n_synthetic": len(syn_idx),
+                "regime": reg.name, "kind": reg.kind, "seed": s, **fold_col, "n_real": len(real_idx),
+                "n_synthetic": len(syn_idx),
                 **{m: float(np.nanmean([r[m] for r in run["cases"]])) if run["cases"] else float("nan")
                    for m in METRICS},
                 "train_seconds": run["seconds"], "final_loss": run["final_loss"],
                 "same_training_as": "" if shared == reg.name else shared,
-                "real_ids": " ".join(real_train[i].case_id for i in real_idx),
+                "real_ids": " ".join(splits[f][0][i].case_id for i in real_idx),
             })
+        # one value per (regime, seed): the mean over every real test case (all folds pooled)
+        seed_runs: list[dict[str, Any]] = [{"regime": reg.name, "seed": s,
+                      **{m: float(np.nanmean([r[m] for r in per_case if r["regime"] == reg.name and r["seed"] == s]))
+                         for m in METRICS}}
+                     for reg in regimes for s in range(n_seeds)]
 
         regime_rows: list[dict[str, Any]] = []
         stats_by_regime: dict[str, dict[str, dict[str, float]]] = {}
+        test_ids = [c.case_id for c in real_test]
         for reg in regimes:
-            rows = [r for r in per_run if r["regime"] == reg.name]
-            st = {m: mean_ci([r[m] for r in rows], method="t", bounds=_BOUNDS[m]) for m in METRICS}
+            rows = [r for r in seed_runs if r["regime"] == reg.name]
+            table = {(r["seed"], r["case_id"]): r for r in per_case if r["regime"] == reg.name}
+            seeds_run = sorted({int(r["seed"]) for r in rows})
+            st = {m: case_seed_ci(np.array([[table[(sd, c)][m] if (sd, c) in table else np.nan for c in test_ids]
+                                            for sd in seeds_run]), bounds=_BOUNDS[m], seed=context.seed)
+                  for m in METRICS}
             stats_by_regime[reg.name] = st
             regime_rows.append({"regime": reg.name, "kind": reg.kind, "n_real": reg.n_real,
                                 "n_synthetic": reg.n_synthetic, "seeds": len(rows),
@@ -220,12 +344,12 @@ class UtilityCheck(Check):
             return compare_paired([va[k] for k in keys], [vb[k] for k in keys], seed=context.seed)
 
         candidates = [("TSTR", "TRTR")] + [(r.name, "TRTR") for r in regimes if r.name.startswith("R+S x")]
-        candidates += [(f"R{r.n_real}+S", "TRTR" if r.n_real == len(real_train) else f"R{r.n_real}")
+        candidates += [(f"R{r.n_real}+S", "TRTR" if r.n_real == n_real_plan else f"R{r.n_real}")
                        for r in regimes if r.sweep and r.kind == "real+synthetic"]
         # a regime trained exactly like one already compared (R8+S = R+S x1 with 8+8 cases) adds nothing
-        trainings: dict[str, list[tuple[int, tuple[int, ...], tuple[int, ...]]]] = {reg.name: [] for reg in regimes}
-        for reg, s, real_idx, syn_idx in plan:
-            trainings[reg.name].append((s, real_idx, syn_idx))
+        trainings: dict[str, list[Key]] = {reg.name: [] for reg in regimes}
+        for reg, f, s, real_idx, syn_idx in plan:
+            trainings[reg.name].append((f, s, real_idx, syn_idx))
         pairs: list[tuple[str, str]] = []
         for a, b in candidates:
             if not any(trainings[a] == trainings[a2] and b == b2 for a2, b2 in pairs):
@@ -238,8 +362,8 @@ class UtilityCheck(Check):
         curve = [stats_by_regime[r.name]["dice"]["mean"] for r in sweep_real]
         tstr_dice = stats_by_regime["TSTR"]["dice"]["mean"]
         equivalent = real_equivalent(sizes, curve, tstr_dice)
-        equivalent["ci"] = self._equivalent_ci(per_run, sweep_real, "TSTR", n_seeds, context.seed)
-        equivalent["text"] = _equivalent_text(equivalent, len(synthetic))
+        equivalent["ci"] = self._equivalent_ci(seed_runs, sweep_real, "TSTR", n_seeds, context.seed)
+        equivalent["text"] = _equivalent_text(equivalent, n_syn_plan)
         sweep_rows: list[dict[str, Any]] = []
         for r in sorted((r for r in regimes if r.sweep), key=lambda r: (r.n_real, r.kind)):
             dice_stats = stats_by_regime[r.name]["dice"]
@@ -253,10 +377,24 @@ class UtilityCheck(Check):
             sweep_rows.append(sweep_row)
 
         label_rows, region_rows = structure_tables(regimes, per_case_structures, structures, seed=context.seed)
+        trtr_st = stats_by_regime["TRTR"]["dice"]
+        adequacy = test_set_adequacy(len(real_test), (trtr_st["lo"], trtr_st["hi"]))
+        protocol = ({"kind": "holdout", "text": f"{n_real_plan} real training cases, {len(real_test)} real test cases "
+                                                "given apart"} if len(splits) == 1 else
+                    {"kind": "k-fold", "folds": len(splits), "fold_test_ids": [[c.case_id for c in te]
+                                                                               for _, te, _ in splits],
+                     "text": f"{len(splits)}-fold by case over {len(real_test)} real cases: each real case tested "
+                             f"once, by segmenters trained on {n_real_plan} others; synthetic cases made from a "
+                             "test fold's cases left out of that fold's training"})
+        convergence = None
+        if getattr(profile, "check_convergence", True):
+            first_trtr = {r["case_id"]: r["dice"] for r in per_case if r["regime"] == "TRTR" and r["seed"] == 0}
+            convergence = self._convergence(splits, config, context, min_voxels, first_trtr)
 
         summary: dict[str, Any] = {
-            "seeds": n_seeds, "real_train_cases": len(real_train), "real_test_cases": len(real_test),
-            "synthetic_cases": len(synthetic),
+            "seeds": n_seeds, "real_train_cases": n_real_plan, "real_test_cases": len(real_test),
+            "synthetic_cases": n_syn_plan, "test_set": adequacy, "convergence": convergence,
+            "protocol": protocol,
             "regimes": {name: {**{m: st[m]["mean"] for m in METRICS},
                                **{f"{m}_ci95": [st[m]["lo"], st[m]["hi"]] for m in METRICS}}
                         for name, st in stats_by_regime.items()
@@ -294,7 +432,8 @@ class UtilityCheck(Check):
                      "segmenter": config.to_dict(), "regimes": [dataclasses.asdict(r) for r in regimes],
                      "skipped_real_sizes": skipped, "unique_trainings": len(unique),
                      "min_lesion_voxels": min_voxels, "real_equivalent_curve": equivalent["curve"],
-                     "ci": "Student t over seeds of the per-seed mean over test cases",
+                     "ci": "bootstrap over real test cases and seeds (two-level), so the interval carries the "
+                           "test-set size",
                      "paired_unit": "(seed, real test case)",
                      "hd95_empty": "grid diagonal in mm when exactly one of prediction/reference is empty"})
         result.figures.update(self._figures(result, context, equivalent))
@@ -326,6 +465,33 @@ class UtilityCheck(Check):
         info = model.describe()
         return {"cases": rows, "structures": by_structure, "seconds": info["seconds"],
                 "final_loss": info["final_loss"]}
+
+    def _convergence(self, splits: Sequence[tuple[list[Case], list[Case], list[Case]]], config: SegmenterConfig,
+                     context: CheckContext, min_voxels: int, at_budget: dict[str, float]) -> dict[str, Any]:
+        """TRTR (seed 0, every fold) trained with twice the steps against the budget: has the segmenter converged?"""
+        longer = dataclasses.replace(config, steps=2 * config.steps)
+        twice, base = [], []
+        for real_train, real_test, _ in splits:
+            model = train_segmenter(list(real_train), config=longer, seed=context.seed, device=context.device,
+                                    progress=context.progress, stage="convergence")
+            for case, pred in zip(real_test, segment(model, real_test)):
+                assert case.label is not None
+                twice.append(segmentation_metrics(pred, case.label, spacing_zyx=case.geometry.spacing_zyx,
+                                                  min_lesion_voxels=min_voxels)["dice"])
+                base.append(at_budget[case.case_id])
+        cmp = compare_paired(twice, base, seed=context.seed)
+        gain, lo = float(cmp["mean_diff"]), cmp.get("lo")
+        converged = not (gain > CONVERGENCE_GAIN and lo is not None and math.isfinite(lo) and lo > 0)
+        text = (f"TRTR Dice {float(np.mean(base)):.3f} at {config.steps} steps, {float(np.mean(twice)):.3f} at "
+                f"{longer.steps} (gain {gain:+.3f}, 95 % CI [{cmp.get('lo', float('nan')):+.3f}, "
+                f"{cmp.get('hi', float('nan')):+.3f}]): ")
+        text += ("the segmenter has converged at this budget." if converged else
+                 "the segmenter has NOT converged: an undertrained segmenter lifts every synthetic set toward parity "
+                 "with real data; use more steps (--profile full) before trusting TSTR/TRTR ratios.")
+        return {"steps": config.steps, "dice": float(np.mean(base)), "steps_2x": longer.steps,
+                "dice_2x": float(np.mean(twice)), "gain": gain, "gain_ci95": [cmp.get("lo"), cmp.get("hi")],
+                "converged": converged, "rule": f"not converged when the gain at twice the steps exceeds "
+                f"{CONVERGENCE_GAIN:g} Dice and its paired 95 % CI excludes 0", "text": text}
 
     @staticmethod
     def _equivalent_ci(per_run: list[dict[str, Any]], sweep_real: list[Regime], target: str, n_seeds: int,

@@ -194,3 +194,54 @@ def test_evaluate_writes_report_and_guards_inputs(tiny_sets, tmp_path, monkeypat
     assert any(e.stage.startswith("utility:") for e in events)
     with pytest.raises(Exception, match="not empty"):
         ev.evaluate(real_train, real_test, copies, out_dir=out, checks=("generic",), profile=cheap)
+
+
+def test_case_seed_ci_carries_the_test_set_size():
+    from SyntheticImagingLib.checks.stats import case_seed_ci
+
+    rng = np.random.default_rng(0)
+    small = case_seed_ci(rng.uniform(0.5, 0.9, (3, 2)))
+    large = case_seed_ci(rng.uniform(0.5, 0.9, (3, 40)))
+    assert small["n_cases"] == 2 and large["n_cases"] == 40
+    assert (small["hi"] - small["lo"]) > 2 * (large["hi"] - large["lo"])
+    assert math.isnan(case_seed_ci(np.array([[0.5], [0.6]]))["lo"])  # one test case: no interval
+
+
+def test_kfold_tests_every_real_case_once_and_drops_synthetic_made_from_the_test_fold():
+    from SyntheticImagingLib.checks.utility import kfold_splits
+
+    real = [blob_case(f"r{i}", i) for i in range(7)]
+    synthetic = [blob_case(f"s{i}", 50 + i).replace(metadata={"background": f"r{i}"}) for i in range(7)]
+    splits = kfold_splits(real, synthetic, folds=3, seed=1)
+    tested = [c.case_id for _, te, _ in splits for c in te]
+    assert sorted(tested) == sorted(c.case_id for c in real) and len(tested) == len(set(tested))
+    for train, test, syn in splits:
+        ids = {c.case_id for c in test}
+        assert not ids & {c.case_id for c in train}
+        assert not ids & {c.metadata["background"] for c in syn}  # no test patient through a synthetic copy
+        assert len(syn) == len(synthetic) - len(test)
+    with pytest.raises(InputError, match="at least 2 real cases"):
+        kfold_splits(real[:1], synthetic, folds=5)
+
+
+def test_kfold_utility_with_convergence_and_test_set_statement(tiny_sets, tmp_path):
+    from SyntheticImagingLib.checks import evaluate as ev
+    from SyntheticImagingLib.checks.report_model import read_report
+    from SyntheticImagingLib.checks.summary import summarize
+
+    real_train, real_test, copies, _ = tiny_sets
+    real = [*real_train, *real_test]
+    profile = Profile(**{**TINY.__dict__, "seeds": 1, "segmenter_steps": 20, "folds": 3, "real_sizes": ()})
+    report = ev.evaluate(real, None, copies, out_dir=tmp_path / "kfold", checks="utility", profile=profile,
+                         device="cpu")
+    utility = report["checks"]["utility"]
+    s = utility["summary"]
+    assert s["protocol"]["kind"] == "k-fold" and s["protocol"]["folds"] == 3
+    assert s["real_test_cases"] == len(real)  # every real case tested once
+    assert s["test_set"]["enough_to_rank"] is False and "too small to rank" in s["test_set"]["text"]
+    conv = s["convergence"]
+    assert conv["steps"] == 20 and conv["steps_2x"] == 40 and isinstance(conv["converged"], bool)
+    assert report["data"]["real_test"]["protocol"].startswith("3-fold")
+    verdict = summarize(read_report(tmp_path / "kfold")).verdict("utility")
+    assert verdict is not None and "too small to rank" in verdict.sentence and "Segmenter budget" in verdict.sentence
+    assert verdict.numbers["enough_to_rank"] is False
