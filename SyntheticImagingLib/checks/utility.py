@@ -51,7 +51,7 @@ __all__ = ["UtilityCheck", "Regime", "plan_regimes", "METRICS", "STRUCTURE_METRI
 MIN_RANK_TEST_CASES = 10
 #: Widest TRTR Dice CI half-width with which generators are ranked: wider, and differences between generators of
 #: that size are not resolved.
-MAX_RANK_CI_HALF_WIDTH = 0.05
+MAX_RANK_CI_HALF_WIDTH = 0.10
 #: TRTR Dice gain at twice the steps above which the segmenter is called not converged (when its CI excludes 0).
 CONVERGENCE_GAIN = 0.02
 
