@@ -30,8 +30,9 @@ class ChecksPanel:
             self._error(_("Select at least one check."))
             return
         train = self._require(p.datasetPath, _("the real training cases (Data)"))
-        test = train and self._require(p.realTestPath, _("held-out real cases"))
-        synthetic = test and self._require(p.syntheticDataset, _("a synthetic set"))
+        # no held-out set: k-fold by case over the real cases (every real case tested once)
+        test = p.realTestPath if p.realTestPath and str(p.realTestPath) not in ("", ".") else None
+        synthetic = train and self._require(p.syntheticDataset, _("a synthetic set"))
         if not synthetic:
             return
         out = self._runDir("evaluation")
