@@ -75,6 +75,7 @@ def _lib(module: str) -> str:
 GENERATORS: Registry[Any] = Registry("generator family", {
     "label-to-image": _lib("generators.label_to_image"),
     "lesion-insertion": _lib("generators.lesion_insertion"),
+    "copy-paste": _lib("generators.copy_paste"),
     "gan3d": _lib("generators.gan3d"),
     "diffusion": _lib("generators.diffusion"),
 }, key="family")

@@ -10,11 +10,13 @@ import importlib
 from typing import Any
 
 __all__ = ["Generator", "available_generators", "create_generator", "load_generator", "register_generator",
-           "GeneratorConfig", "GanConfig", "DiffusionConfig", "LabelToImageConfig", "LesionInsertionConfig"]
+           "GeneratorConfig", "GanConfig", "DiffusionConfig", "LabelToImageConfig", "LesionInsertionConfig",
+           "CopyPasteConfig"]
 
 _FROM_BASE = {"Generator", "create_generator", "load_generator", "register_generator"}
 #: The families' settings classes (their module imports neither torch nor MONAI).
-_FROM_CONFIG = {"GeneratorConfig", "GanConfig", "DiffusionConfig", "LabelToImageConfig", "LesionInsertionConfig"}
+_FROM_CONFIG = {"GeneratorConfig", "GanConfig", "DiffusionConfig", "LabelToImageConfig", "LesionInsertionConfig",
+                "CopyPasteConfig"}
 
 
 def available_generators() -> list[str]:

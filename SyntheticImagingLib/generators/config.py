@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union
 from ..errors import InputError
 
 __all__ = ["GeneratorConfig", "GanConfig", "DiffusionConfig", "LabelToImageConfig", "LesionInsertionConfig",
-           "HemorrhageAge"]
+           "CopyPasteConfig", "HemorrhageAge"]
 
 C = TypeVar("C", bound="GeneratorConfig")
 
@@ -332,6 +332,57 @@ class LesionInsertionConfig(GeneratorConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._at_least(0, "texture", "mass_effect")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CopyPasteConfig(GeneratorConfig):
+    """Settings of the training-free lesion copy-paste family (``copy-paste``: CarveMix + TumorCP).
+
+    Args:
+        placement: ``"random"`` (TumorCP: anywhere the transformed lesion fits inside the target's brain) or
+            ``"same"`` (CarveMix: where the lesion sat in its donor, relative to the brain's centroid; the
+            nearest place it fits).
+        margin_fraction: ``(low, high)`` range of CarveMix's lambda: the carved region is the lesion grown by
+            ``lambda * r`` mm, ``r`` the lesion's largest inner distance (CarveMix draws lambda from
+            ``[-r/2, r]``; only the non-negative part is used here, so the donor's lesion is copied whole).
+        feather_mm: width (mm) of the blend at the border of the carved region (alpha falls from 1 to 0); the
+            lesion itself is never blended.
+        rotation_deg: largest rotation (degrees) about each axis (TumorCP's object-level rotation; 0 = none).
+        scale_range: ``(low, high)`` isotropic scale of the lesion when the controls ask for no volume (with
+            controls, the lesion is scaled to a volume drawn from their ``volume_ml`` range).
+        flip_lr: probability of mirroring the lesion left-right (physical x, LPS).
+        elastic_mm: RMS size (mm) of a smooth random deformation of the lesion (0 = rigid + scale only).
+        match_intensity: map each donor channel onto the target's normal-brain median and interquartile range
+            (MR; CT stays in Hounsfield units).
+        mass_effect: share of the pasted lesion's volume pushed into the target's brain (0 = none; see
+            :mod:`~SyntheticImagingLib.lesions.mass_effect`); tumours, intraparenchymal, subdural and epidural
+            blood push.
+    """
+
+    family: ClassVar[str] = "copy-paste"
+
+    placement: Literal["random", "same"] = "random"
+    margin_fraction: tuple[float, ...] = (0.0, 0.5)
+    feather_mm: float = 4.0
+    rotation_deg: float = 30.0
+    scale_range: tuple[float, ...] = (0.8, 1.25)
+    flip_lr: float = 0.5
+    elastic_mm: float = 2.0
+    match_intensity: bool = True
+    mass_effect: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("margin_fraction", "scale_range"):
+            self._length(name, 2)
+            low, high = getattr(self, name)
+            if low > high:
+                self._fail(name, "needs low <= high", "give (low, high) with low <= high")
+        self._at_least(0, "margin_fraction", "feather_mm", "rotation_deg", "elastic_mm", "mass_effect")
+        self._positive("scale_range")
+        self._fraction("flip_lr")
+        if self.rotation_deg > 180:
+            self._fail("rotation_deg", "must be at most 180", "use a value from 0 to 180")
 
 
 # -- conversion ----------------------------------------------------------------------------------------------

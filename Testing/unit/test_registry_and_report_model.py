@@ -23,7 +23,7 @@ def test_listing_generators_and_checks_imports_no_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'monai')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     lines = out.stdout.strip().splitlines()
-    assert lines[0] == "['diffusion', 'gan3d', 'label-to-image', 'lesion-insertion'] " \
+    assert lines[0] == "['copy-paste', 'diffusion', 'gan3d', 'label-to-image', 'lesion-insertion'] " \
                        "['adherence', 'fidelity', 'privacy', 'utility']"
     assert lines[1] == "[]"
 
