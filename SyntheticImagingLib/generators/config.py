@@ -286,6 +286,12 @@ class LabelToImageConfig(GeneratorConfig):
         ct_appearance: CT: correlated scanner noise up to a real head CT's level, grey/white contrast where
             missing and clot heterogeneity (swirl sign, retraction, hematocrit levels); see
             :mod:`.ct_appearance`. False: uniform blood and the plain noise of ``noise``.
+        inner_structure: MR tumours with a whole-tumour-only label table: paint a hidden BraTS structure and
+            real heterogeneity inside each new tumour, as ``lesion-insertion`` does; the label stays the whole
+            tumour. False: one level plus a weak texture.
+        tissue_texture: MR: spatially correlated multiplicative texture per brain tissue class, as a share of
+            the reference's own within-class SD over its mean (fitted per reference case; 0 = off, the smooth
+            piecewise-constant classes of before).
     """
 
     family: ClassVar[str] = "label-to-image"
@@ -299,11 +305,13 @@ class LabelToImageConfig(GeneratorConfig):
     low_resolution: float = 0.3
     hemorrhage_age: HemorrhageAge = "acute"
     ct_appearance: bool = True
+    inner_structure: bool = True
+    tissue_texture: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._positive("tissue_classes")
-        self._at_least(0, "contrast_randomization", "elastic_magnitude", "bias_field", "noise")
+        self._at_least(0, "contrast_randomization", "elastic_magnitude", "bias_field", "noise", "tissue_texture")
         self._fraction("low_resolution")
 
 
@@ -320,6 +328,10 @@ class LesionInsertionConfig(GeneratorConfig):
         ct_appearance: CT: scanner noise where the background is noise-free (the template), grey/white contrast
             where missing and clot heterogeneity (swirl sign, retraction, hematocrit levels); see
             :mod:`.ct_appearance`. False: uniform blood with noise matched to the background.
+        inner_structure: MR tumours with a whole-tumour-only label table: paint a hidden BraTS structure inside
+            each new tumour (necrotic core, enhancing rim, edema falling off towards the border) and the
+            heterogeneity of real tumours; the written label stays the whole tumour (see
+            :data:`~.intensity.SUBREGION_CONTRAST`). False: one level plus the weak texture ``texture``.
     """
 
     family: ClassVar[str] = "lesion-insertion"
@@ -328,6 +340,7 @@ class LesionInsertionConfig(GeneratorConfig):
     texture: float = 0.08
     mass_effect: float = 1.0
     ct_appearance: bool = True
+    inner_structure: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -35,7 +35,9 @@ from ..label_roles import (
 )
 
 __all__ = ["HEMORRHAGE_HU_BY_AGE", "MR_TUMOR_PRIOR", "MR_SUBREGION_PRIOR", "LesionIntensityModel",
-           "partial_volume_alpha", "smooth_texture", "estimate_noise_sigma", "intensity_offset"]
+           "partial_volume_alpha", "smooth_texture", "estimate_noise_sigma", "intensity_offset",
+           "SUBREGION_CONTRAST", "EDEMA_BORDER_WEIGHT", "EDEMA_GRADIENT_MM", "LESION_HETEROGENEITY",
+           "TISSUE_TEXTURE_MM"]
 
 #: HU range of blood by age (see the module docstring for sources).
 HEMORRHAGE_HU_BY_AGE: dict[str, tuple[float, float]] = {
@@ -62,6 +64,49 @@ MR_SUBREGION_PRIOR: dict[str, dict[str, tuple[float, float]]] = {
     TUMOR_CORE: {"FLAIR": (1.3, 1.9), "T1": (0.65, 0.9), "T1c": (0.9, 1.5), "T2": (1.5, 2.2)},
     WHOLE_TUMOR: {"FLAIR": (1.5, 2.3), "T1": (0.75, 0.95), "T1c": (0.9, 1.4), "T2": (1.5, 2.2)},
 }
+
+
+#: Hidden glioma structure inside whole-tumour-only lesions: level of each BraTS sub-region relative to the whole
+#: tumour's level (both above the intensity offset), ``(low, high)`` per channel kind, drawn per case. FLAIR and
+#: T1c are measured on the 6 BRATS 2013 cases in ``shared/data/brats2013_multiclass`` (z-scored, so above the
+#: offset of :func:`intensity_offset`; range: the middle 4 of the 6 per-case values, medians in brackets):
+#: FLAIR necrosis 0.92-0.95 (0.93), edema 0.98-1.05 (1.01), non-enhancing 0.95-1.04 (0.96), enhancing 0.975-1.04
+#: (1.00); T1c necrosis 0.67-1.06 (0.71), edema 0.97-1.02 (0.98), non-enhancing 1.01-1.08 (1.04), enhancing
+#: 1.49-1.59 (1.52). The whole tumour itself is 1.68x the normal brain on FLAIR (1.28-1.84) and 0.96x on T1c.
+#: T1 (pre-contrast) and T2 are literature-based priors, relative widths judged: necrosis T1-dark and T2-bright
+#: (fluid), the enhancing rim iso- to mildly hypointense on pre-contrast T1 and intermediate on T2, edema close to
+#: the whole tumour (Pope et al., AJNR 2005;26:2466-74; Menze et al., IEEE TMI 2015;34:1993-2024, Fig. 1).
+#: Channel kinds not listed get no inner contrast.
+SUBREGION_CONTRAST: dict[str, dict[str, tuple[float, float]]] = {
+    NECROSIS: {"FLAIR": (0.92, 0.95), "T1c": (0.67, 1.06), "T1": (0.75, 0.9), "T2": (1.1, 1.3)},
+    EDEMA: {"FLAIR": (0.98, 1.05), "T1c": (0.97, 1.02), "T1": (1.0, 1.05), "T2": (1.0, 1.05)},
+    NON_ENHANCING: {"FLAIR": (0.95, 1.04), "T1c": (1.01, 1.08), "T1": (0.95, 1.0), "T2": (0.95, 1.05)},
+    ENHANCING: {"FLAIR": (0.975, 1.04), "T1c": (1.49, 1.59), "T1": (1.0, 1.1), "T2": (0.85, 0.95)},
+}
+
+#: Edema gradient: at the tumour border the edema's excess over normal brain (above the offset) is this share of
+#: its excess deep inside (more than :data:`EDEMA_GRADIENT_MM` from the border), rising linearly in between.
+#: Measured on the 6 BRATS 2013 cases, edema within 2 mm of the whole tumour's border against edema deeper than
+#: 4 mm: FLAIR 1.43x vs 1.91x the normal brain (medians), per-case shares 0.62 0.60 0.58 0.34 0.35 0.39 (range
+#: of the middle 4: 0.35-0.60); T1c: the border edema is as normal brain (shares -1.0..0.14, taken as 0-0.14).
+#: T1 and T2: the FLAIR range (prior).
+EDEMA_BORDER_WEIGHT: dict[str, tuple[float, float]] = {"FLAIR": (0.35, 0.60), "T1c": (0.0, 0.14),
+                                                       "T1": (0.35, 0.60), "T2": (0.35, 0.60)}
+
+#: Depth (mm) over which the edema gradient rises (the "deep" edema of :data:`EDEMA_BORDER_WEIGHT`).
+EDEMA_GRADIENT_MM = 4.0
+
+#: Voxel-level heterogeneity of a whole tumour: SD inside the whole tumour over its mean (above the offset),
+#: ``(low, high)`` per channel kind, drawn per case; the hidden sub-structure's own spread counts towards it.
+#: FLAIR and T1: the 10 BraTS 2018 cases in ``shared/data/brats2018`` (raw intensities, ``GT_W``), at 1 mm FLAIR
+#: 0.201 median (0.123-0.245), T1 0.145 (0.083-0.202); at 4 mm FLAIR 0.194 (0.123-0.247), T1 0.141 (0.083-0.198).
+#: T1c: the 6 BRATS 2013 cases above the offset, 0.35 median (middle 4 of 6: 0.24-0.42). T2 and unknown kinds:
+#: the FLAIR range.
+LESION_HETEROGENEITY: dict[str, tuple[float, float]] = {"FLAIR": (0.123, 0.245), "T1": (0.083, 0.202),
+                                                        "T1c": (0.24, 0.42), "T2": (0.123, 0.245)}
+
+#: Correlation scale (Gaussian sigma, mm) of the label-to-image tissue texture.
+TISSUE_TEXTURE_MM = 3.0
 
 
 def intensity_offset(values: np.ndarray) -> float:

@@ -37,7 +37,7 @@ from ..tasks import TaskPreset
 from .base import Generator, register_generator
 from .config import LabelToImageConfig
 from .ct_appearance import CTAppearance
-from .intensity import LesionIntensityModel
+from .intensity import TISSUE_TEXTURE_MM, LesionIntensityModel, smooth_texture
 from .lesion_insertion import paint_lesion
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
 
@@ -170,17 +170,24 @@ class LabelToImageGenerator(Generator):
     def _draw_image(self, amap: np.ndarray, stats: dict[str, dict[int, tuple[float, float]]],
                     spacing: Sequence[float], rng: np.random.Generator) -> dict[str, np.ndarray]:
         randomize = self.config.contrast_randomization
+        textured = self.config.tissue_texture > 0 and self.task.modality == Modality.MR
         out = {}
         for name, per_class in stats.items():
             image = np.zeros(amap.shape, np.float32)
             high = max(m for m, _ in per_class.values())
             low = min(0.0, min(m for m, _ in per_class.values()))  # z-scored references have negative levels
+            field = smooth_texture(amap.shape, spacing, rng, scale_mm=TISSUE_TEXTURE_MM) if textured else None
             for code in np.unique(amap):
                 mean, std = per_class.get(int(code), per_class.get(0, (0.0, 0.0)))
+                fitted = mean
                 if code != 0 and self.task.modality == Modality.MR:
                     mean = (1 - randomize) * mean + randomize * rng.uniform(low, high)
                 sel = amap == code
                 image[sel] = mean + rng.normal(0.0, std * 0.5, int(sel.sum()))
+                if field is not None and 1 <= code < VENTRICLE:
+                    # multiplicative above the zero point: the reference's within-class SD over its mean
+                    cv = std / max(abs(fitted - low), 1e-6)
+                    image[sel] += self.config.tissue_texture * cv * abs(mean - low) * field[sel]
             # partial-volume blur of the piecewise-constant image (about one voxel)
             image = ndimage.gaussian_filter(image, [0.6 * min(spacing) / s for s in spacing])
             out[name] = image
@@ -250,7 +257,7 @@ class LabelToImageGenerator(Generator):
             appearance = (CTAppearance(np.random.default_rng([seed, i, 17]), age=self.config.hemorrhage_age)
                           if self.config.ct_appearance and self.task.modality == Modality.CT else None)
             painted = paint_lesion(ref, new_mask, label, table.names, self.model, rng, roles=roles,
-                                   appearance=appearance)
+                                   appearance=appearance, inner_structure=self.config.inner_structure)
             channels = self._corrupt(painted, case_seed)
             if appearance is not None:  # scanner noise up to a real head CT's level
                 channels = appearance.finish_channels(channels, ref.brain, label > 0, geometry)

@@ -17,19 +17,25 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..cases import Case, Modality
+from ..cases import Case, LesionKind, Modality
+from ..channel_names import channel_kind
 from ..errors import InputError
 from ..io.datasets import load_dataset, write_dataset
-from ..label_roles import LabelRoles
+from ..label_roles import EDEMA, WHOLE_TUMOR, LabelRoles
 from ..lesions.controls import LesionControls
 from ..lesions.mass_effect import apply_mass_effect, mass_effect_field
+from ..lesions.tumor_subregions import HIDDEN_ROLES, hidden_subregions
 from ..progress import ProgressCallback, Reporter, as_reporter
 from ..tasks import TaskPreset
 from .base import Generator, register_generator
 from .config import LesionInsertionConfig
 from .ct_appearance import CTAppearance
 from .intensity import (
+    EDEMA_BORDER_WEIGHT,
+    EDEMA_GRADIENT_MM,
     EDEMA_ROLES,
+    LESION_HETEROGENEITY,
+    SUBREGION_CONTRAST,
     LesionIntensityModel,
     estimate_noise_sigma,
     intensity_offset,
@@ -46,7 +52,8 @@ PUSHING = frozenset({"tumor", "intraparenchymal", "subdural", "epidural"})
 
 def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_names: Mapping[int, str],
                  model: LesionIntensityModel, rng: np.random.Generator, *, texture: float = 0.08,
-                 roles: LabelRoles | None = None, appearance: CTAppearance | None = None) -> dict[str, np.ndarray]:
+                 roles: LabelRoles | None = None, appearance: CTAppearance | None = None,
+                 inner_structure: bool = False) -> dict[str, np.ndarray]:
     """Channels of ``ref`` with the voxels of ``new_mask`` painted as lesion.
 
     MR intensities are ratios to the background's normal-brain median above its intensity offset
@@ -64,6 +71,9 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
         texture: relative strength of the lesion's internal texture (where no spread was fitted).
         roles: the label roles of ``label`` (values of the user's table), or None.
         appearance: CT only: the case's clot heterogeneity model (:mod:`.ct_appearance`); None: uniform blood.
+        inner_structure: MR tumours whose table has only a whole-tumour label: paint a hidden BraTS structure
+            inside each new tumour (:func:`_hidden_structure`); the label stays the whole tumour. False: one level
+            plus the weak texture ``texture`` (as before).
     """
     case = ref.case
     spacing = case.geometry.spacing_zyx
@@ -89,6 +99,9 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
     by_role = case.modality == Modality.MR and bool(model.role_ratios) and bool(parts)
     normal = ref.brain & ~(case.label > 0 if case.label is not None else np.zeros_like(ref.brain)) & ~new_mask
     field = smooth_texture(case.shape, spacing, rng)
+    if (inner_structure and case.modality == Modality.MR and case.lesion_kind == LesionKind.TUMOR and not by_role
+            and not edema.any() and set(parts) <= {WHOLE_TUMOR} and new_mask.any()):
+        return _paint_hidden_structure(ref, new_mask, normal, alpha, field, model, rng)
     # partial-volume edges take the level of the nearest new-lesion voxel
     nearest = tuple(ndimage.distance_transform_edt(~new_mask, return_distances=False, return_indices=True)) \
         if by_role else ()
@@ -127,6 +140,70 @@ def paint_lesion(ref: Reference, new_mask: np.ndarray, label: np.ndarray, label_
             target[region] + noise.astype(np.float32))
         if case.modality == Modality.MR:
             painted = np.maximum(painted, min(0.0, float(image.min())))
+        out[name] = painted.astype(np.float32)
+    return out
+
+
+def _paint_hidden_structure(ref: Reference, new_mask: np.ndarray, normal: np.ndarray, alpha: np.ndarray,
+                            field: np.ndarray, model: LesionIntensityModel,
+                            rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """MR channels of ``ref`` with whole tumours painted with a hidden BraTS structure (see :func:`paint_lesion`).
+
+    Each tumour is split into necrosis, edema, non-enhancing and enhancing tumour
+    (:func:`~SyntheticImagingLib.lesions.tumor_subregions.hidden_subregions`). Per channel, the whole-tumour
+    ratio to normal brain is drawn from the fitted model (the user's whole-tumour brightness); the sub-regions get
+    their contrast relative to it (:data:`~.intensity.SUBREGION_CONTRAST`), the edema falls off towards the
+    tumour border (:data:`~.intensity.EDEMA_BORDER_WEIGHT`), and the lesion's median is scaled back to the drawn
+    ratio. A smooth texture and voxel noise bring the SD inside the tumour, over its mean, to a real tumour's
+    (:data:`~.intensity.LESION_HETEROGENEITY`, counting the structure's own spread and the background noise).
+
+    Args:
+        ref: the background and its brain mask.
+        new_mask: voxels of the new tumour(s).
+        normal: normal brain of the background.
+        alpha: partial-volume weight (:func:`~.intensity.partial_volume_alpha`).
+        field: smooth zero-mean, unit-SD texture.
+        model: lesion intensity model (its whole-tumour ratios).
+        rng: random generator.
+    """
+    case = ref.case
+    spacing = case.geometry.spacing_zyx
+    region = alpha > 0
+    inner = hidden_subregions(new_mask, case.geometry, rng)
+    depth = ndimage.distance_transform_edt(new_mask, sampling=spacing) - 0.5 * min(spacing)
+    edema = inner == HIDDEN_ROLES.value_of(EDEMA)
+    nearest = tuple(ndimage.distance_transform_edt(~new_mask, return_distances=False, return_indices=True))
+    out = {}
+    for name, image in case.channels.items():
+        kind = channel_kind(name) or name
+        ref_level = float(np.median(image[normal])) if normal.any() else float(np.median(image[ref.brain]))
+        offset = intensity_offset(image[ref.brain])
+        level = ref_level - offset
+        whole_ratio = model.draw(rng, name, 1.0)  # ratio to normal brain above the offset
+        ratio = np.full(case.shape, whole_ratio, np.float32)
+        for value, role in HIDDEN_ROLES.roles.items():
+            low, high = SUBREGION_CONTRAST.get(role, {}).get(kind, (1.0, 1.0))
+            ratio[inner == value] = whole_ratio * float(rng.uniform(low, high))
+        if edema.any():
+            w0 = float(rng.uniform(*EDEMA_BORDER_WEIGHT.get(kind, (1.0, 1.0))))
+            w = w0 + (1.0 - w0) * np.clip(depth[edema] / EDEMA_GRADIENT_MM, 0.0, 1.0)
+            ratio[edema] = 1.0 + (ratio[edema] - 1.0) * w
+        inside = ratio[new_mask]
+        ratio *= whole_ratio / max(float(np.median(inside)), 1e-6)
+        inside = ratio[new_mask]
+        noise_sigma = estimate_noise_sigma(image, ref.brain)
+        mean = max(float(inside.mean()) * abs(level), 1e-6)
+        cv = float(rng.uniform(*LESION_HETEROGENEITY.get(kind, LESION_HETEROGENEITY["FLAIR"])))
+        extra = float(np.sqrt(max(cv ** 2 - float(inside.std() / max(inside.mean(), 1e-6)) ** 2
+                                  - (noise_sigma / mean) ** 2, 0.0)))
+        target = (offset + ratio * level)[nearest]
+        spread = extra / np.sqrt(2.0) * mean  # half as smooth texture, half as voxel noise
+        target = target + spread * field
+        noise = rng.standard_normal(int(region.sum())) * np.sqrt(noise_sigma ** 2 + spread ** 2)
+        painted = image.copy()
+        painted[region] = (1 - alpha[region]) * image[region] + alpha[region] * (
+            target[region] + noise.astype(np.float32))
+        painted = np.maximum(painted, min(0.0, float(image.min())))
         out[name] = painted.astype(np.float32)
     return out
 
@@ -195,7 +272,8 @@ class LesionInsertionGenerator(Generator):
             appearance = (CTAppearance(np.random.default_rng([seed, i, 17]), age=self.config.hemorrhage_age)
                           if self.config.ct_appearance and ref.case.modality == Modality.CT else None)
             channels = paint_lesion(ref, new_mask, label, table.names, self.model, rng,
-                                    texture=self.config.texture, roles=roles, appearance=appearance)
+                                    texture=self.config.texture, roles=roles, appearance=appearance,
+                                    inner_structure=self.config.inner_structure)
             case = ref.case.replace(
                 case_id=f"synth_{seed}_{i:04d}", channels=channels, label=label, label_table=table,
                 brain_mask=ref.brain,

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy import distance_mm
-from ..cases import Geometry
+from ..cases import Geometry, LesionKind
 from ..errors import InputError, LabelError
 from ..label_roles import (
     EDEMA,
@@ -36,12 +36,15 @@ from ..label_roles import (
     TUMOR_ROLES,
     WHOLE_TUMOR,
     LabelRoles,
+    convention_table,
+    match_roles,
 )
 from ..triples import int3
 from .shapes import fit_to_count, smooth_noise
 
 __all__ = ["DEFAULT_SUBREGION_FRACTIONS", "CORE_ROLES", "structure_roles", "draw_subregion_shares",
-           "split_tumor_subregions", "measure_subregion_fractions", "check_fractions"]
+           "split_tumor_subregions", "measure_subregion_fractions", "check_fractions", "hidden_subregions",
+           "HIDDEN_ROLES"]
 
 #: Share of the whole tumour per sub-region role, ``(low, high)``, drawn uniformly per tumour and then normalised
 #: over the roles a table has. Measured on the 6 real BRATS 2013 cases in ``shared/data/brats2013_multiclass``
@@ -264,3 +267,38 @@ def measure_subregion_fractions(labels: Iterable[np.ndarray], roles: LabelRoles,
     if min(len(v) for v in per_role.values()) < min_cases:
         return {}
     return {r: (round(max(0.03, min(v)), 3), round(max(0.03, max(v)), 3)) for r, v in per_role.items()}
+
+
+#: The roles of a hidden structure: the BRATS 2013 convention (1 necrosis, 2 edema, 3 non-enhancing, 4 enhancing).
+HIDDEN_ROLES = match_roles(convention_table("brats2013"), LesionKind.TUMOR)
+
+
+def hidden_subregions(whole: np.ndarray, geometry: Geometry, rng: np.random.Generator, *,
+                      shape_variety: float = 0.5, min_voxels: int = 8) -> np.ndarray:
+    """BraTS sub-regions inside each tumour of a whole-tumour mask, for painting only (never written as label).
+
+    Every connected tumour is split like :func:`split_tumor_subregions` with :data:`HIDDEN_ROLES` and shares drawn
+    by :func:`draw_subregion_shares` (the BRATS 2013 defaults).
+
+    Args:
+        whole: boolean mask of the new whole tumour(s).
+        geometry: grid geometry.
+        rng: random generator.
+        shape_variety: 0..1, irregularity of the inner outlines.
+        min_voxels: tumours smaller than this stay without structure (value 0).
+
+    Returns:
+        int16 map with the BRATS 2013 values of :data:`HIDDEN_ROLES` (0 outside and in tiny tumours).
+    """
+    whole = np.asarray(whole, dtype=bool)
+    out = np.zeros(whole.shape, np.int16)
+    pieces, n = ndimage.label(whole, structure=np.ones((3, 3, 3), bool))
+    for k in range(1, n + 1):
+        piece = pieces == k
+        if int(piece.sum()) < min_voxels:
+            continue
+        shares = draw_subregion_shares(HIDDEN_ROLES, None, rng)
+        part = split_tumor_subregions(piece, geometry, HIDDEN_ROLES, shares=shares, shape_variety=shape_variety,
+                                      rng=rng)
+        out[piece] = part[piece]
+    return out

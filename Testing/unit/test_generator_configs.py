@@ -34,8 +34,10 @@ OLD_DEFAULTS = {
                       "augment": True},
     LabelToImageConfig: {"tissue_classes": 3, "keep_real_lesions": False, "contrast_randomization": 0.1,
                          "elastic_magnitude": 2.0, "bias_field": 0.15, "noise": 0.5, "low_resolution": 0.3,
-                         "hemorrhage_age": "acute", "ct_appearance": True},
-    LesionInsertionConfig: {"hemorrhage_age": "acute", "texture": 0.08, "mass_effect": 1.0, "ct_appearance": True},
+                         "hemorrhage_age": "acute", "ct_appearance": True, "inner_structure": True,
+                         "tissue_texture": 1.0},
+    LesionInsertionConfig: {"hemorrhage_age": "acute", "texture": 0.08, "mass_effect": 1.0, "ct_appearance": True,
+                            "inner_structure": True},
 }
 
 
