@@ -264,3 +264,22 @@ def test_sample_data_is_registered_at_startup_and_trains(tmp_path, monkeypatch):
         sc.click("onCancelJob", sc.button("cancelButton"))
         assert sc.ui.statusLabel.text.startswith("train: cancelled after")
         assert not [m for m in rt.messages("error")]
+
+
+def test_evaluate_without_a_held_out_set_runs_the_k_fold_protocol(tmp_path, monkeypatch):
+    """No held-out real cases: the evaluation job is started without --real-test (k-fold over the real cases)."""
+    from SyntheticImagingModule.jobs import cli_arguments
+
+    with slicer_runtime() as rt:
+        sc = PanelScenario(rt, tmp_path)
+        started = []
+        monkeypatch.setattr(sc.widget, "_startJob", lambda command, options, done=None: started.append(
+            (command, options)))
+        sc.p.datasetPath = SAMPLE
+        sc.p.syntheticDataset = SAMPLE
+        sc.wait()
+        sc.click("onEvaluate", sc.button("evaluateButton"))
+        assert not _errorTexts(rt)
+        ((command, options),) = started
+        assert command == "evaluate" and options["real_test"] is None
+        assert "--real-test" not in cli_arguments(command, options)
