@@ -63,7 +63,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from SyntheticImagingLib.cases import Case, LabelTable  # noqa: E402
+from SyntheticImagingLib.cases import Case, LabelTable, LesionKind  # noqa: E402
 from SyntheticImagingLib.checks.base import PROFILES, Profile  # noqa: E402
 from SyntheticImagingLib.checks.report_model import read_report  # noqa: E402
 from SyntheticImagingLib.checks.stats import compare_paired  # noqa: E402
@@ -131,7 +131,7 @@ def volume_controls(cases: Sequence[Case]) -> LesionControls:
     """
     vols = [c.lesion_volume_ml() for c in cases]
     low, high = float(min(vols)), float(max(vols))
-    return LesionControls(kind="tumor", count=1, volume_ml=(low, max(high, low * 1.01)))
+    return LesionControls(kind=LesionKind.TUMOR, count=1, volume_ml=(low, max(high, low * 1.01)))
 
 
 # -- generators ------------------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def torchio_cases(train: Sequence[Case], n: int, seed: int) -> list[Case]:
         k = int(rng.integers(len(train)))
         torch.manual_seed(int(rng.integers(2**31 - 1)))
         subject = tio.Subject(label=tio.LabelMap(tensor=torch.from_numpy(maps[k][None].astype(np.int64))))
-        result = render(subject)
+        result: Any = render(subject)
         amap = result["label"].data[0].numpy()
         image = result["image"].data[0].numpy().astype(np.float32)
         image[amap == 0] = 0.0
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     pair_seg_seconds: dict[str, dict[str, float]] = {}
     pair_prof = dataclasses.replace(profile, seeds=1)
     for g in args.two_real_generators:
-        rows: dict[str, list[dict[str, Any]]] = {"TRTR": [], "R2+S": [], "TSTR": []}
+        by_regime: dict[str, list[dict[str, Any]]] = {"TRTR": [], "R2+S": [], "TSTR": []}
         seg: dict[str, float] = {"TRTR": 0.0, "R2+S": 0.0, "TSTR": 0.0}
         total = 0.0
         for s in seeds:
@@ -445,11 +445,11 @@ def main(argv: list[str] | None = None) -> int:
             path, sec = make_set(name, g, fit, fit_2mm, out, args, log)
             total += 0.0 if math.isnan(sec) else sec
             folder, _ = run_eval(name, fit, path, pair_prof, seed=s)
-            for regime in rows:
+            for regime in by_regime:
                 r, t = utility_rows(folder, regime, seed_offset=s)
-                rows[regime] += r
+                by_regime[regime] += r
                 seg[regime] += t
-        pair_rows[g], pair_seconds[g], pair_seg_seconds[g] = rows, total, seg
+        pair_rows[g], pair_seconds[g], pair_seg_seconds[g] = by_regime, total, seg
 
     # convergence: the first generator's evaluation again at twice the segmenter steps
     conv_folder = None
@@ -552,17 +552,18 @@ def main(argv: list[str] | None = None) -> int:
                       f"({verdict}).")
     conv: dict[str, Any] = {}
     if conv_folder is not None:
-        t2 = mat(utility_rows(conv_folder, "TRTR")[0])
+        trtr2 = mat(utility_rows(conv_folder, "TRTR")[0])
         s2 = mat(utility_rows(conv_folder, "TSTR")[0])
-        c = compare(t2, trtr)
+        c = compare(trtr2, trtr)
         tstr1 = mat(utility_rows(eval_folders[first], "TSTR")[0])
         cs = compare(s2, tstr1)
         converged = not (c["lo"] > 0)
-        conv = {"steps": recipe.steps, "steps_x2": 2 * recipe.steps, "trtr_x2": two_way_ci(t2),
+        conv = {"steps": recipe.steps, "steps_x2": 2 * recipe.steps, "trtr_x2": two_way_ci(trtr2),
                 "trtr_x2_minus_x1": c, "tstr_x2": two_way_ci(s2), "tstr_x2_minus_x1": cs, "generator": first,
                 "converged": converged}
-        footer.append(f"Convergence: TRTR at {2 * recipe.steps} steps {fmt(np.nanmean(t2))} vs {fmt(np.nanmean(trtr))} "
-                      f"at {recipe.steps}: {signed(c['diff'])} [{signed(c['lo'])}, {signed(c['hi'])}] -> "
+        footer.append(f"Convergence: TRTR at {2 * recipe.steps} steps {fmt(np.nanmean(trtr2))} vs "
+                      f"{fmt(np.nanmean(trtr))} at {recipe.steps}: {signed(c['diff'])} "
+                      f"[{signed(c['lo'])}, {signed(c['hi'])}] -> "
                       + ("the segmenter has converged within the CI at this budget." if converged else
                          "TRTR still improves beyond its CI: the segmenter has NOT converged at this budget.")
                       + f" TSTR {first} at {2 * recipe.steps} steps: {fmt(np.nanmean(s2))} "
