@@ -218,7 +218,8 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
     path = folder / "synthetic" / name
     if (path / "dataset.json").exists():
         log(f"reuse synthetic set {name}")
-        return path, math.nan
+        made = json.loads((path / "dataset.json").read_text()).get("synthetic", {})
+        return path, float(made.get("seconds", math.nan)) if isinstance(made, dict) else math.nan
     t0 = time.monotonic()
     controls = volume_controls(fit_cases)
     info: dict[str, Any] = {"generator": family, "fitted_on": [c.case_id for c in fit_cases],
@@ -339,12 +340,27 @@ def signed(x: float) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:+.3f}"
 
 
+def render_per_case(rows: Sequence[dict[str, Any]], case_ids: Sequence[str]) -> list[str]:
+    """A markdown table of each row's Dice per external test case (mean over seeds): where the gap is.
+
+    Args:
+        rows: table rows with ``per_seed_case`` (seeds x cases).
+        case_ids: the test cases, in column order.
+    """
+    short = [c.replace("brats_2013_", "").replace("_1", "") for c in case_ids]
+    lines = ["| row | " + " | ".join(short) + " |", "|---|" + "---|" * len(short)]
+    for r in rows:
+        means = np.nanmean(np.asarray(r["per_seed_case"], dtype=np.float64), axis=0)
+        lines.append(f"| {r['row']} | " + " | ".join(fmt(float(m), 2) for m in means) + " |")
+    return lines
+
+
 def render_table(rows: Sequence[dict[str, Any]], footer: Sequence[str], header: Sequence[str]) -> str:
     """The markdown table.
 
     Args:
         rows: table rows (``row``, ``train``, stats, ``target``, ``wall_s``).
-        footer: lines under the table.
+        footer: lines under the table (the per-test-case table may follow).
         header: lines above the table.
     """
     lines = list(header) + ["", "| row | training set | Dice [95 % CI] | / TRTR | vs TRTR, paired [95 % CI] | "
@@ -378,10 +394,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="the gan3d row's generator (segresnet, the library default, is ~6x slower per CPU step)")
     p.add_argument("--no-convergence", action="store_true", help="skip the 2x-steps convergence check")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 2 seeds, 4 synthetic cases, 20 GAN steps, 20 segmenter steps")
+                   help="smoke run: 2 seeds, 4 synthetic cases, 10 GAN steps, 20 segmenter steps, 2 real + "
+                        "lesion-insertion only")
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.n_synthetic, args.gan_steps, args.recipe = 2, 4, 20, "smoke"
+        args.seeds, args.n_synthetic, args.gan_steps, args.recipe = 2, 4, 10, "smoke"
+        args.two_real_generators = [g for g in args.two_real_generators if g == "lesion-insertion"]
     recipe = RECIPES[args.recipe]
     if args.steps:
         recipe = dataclasses.replace(recipe, steps=args.steps, note=f"{recipe.note} (steps set to {args.steps})")
@@ -564,8 +582,10 @@ def main(argv: list[str] | None = None) -> int:
         footer.append(f"Convergence: TRTR at {2 * recipe.steps} steps {fmt(np.nanmean(trtr2))} vs "
                       f"{fmt(np.nanmean(trtr))} at {recipe.steps}: {signed(c['diff'])} "
                       f"[{signed(c['lo'])}, {signed(c['hi'])}] -> "
-                      + ("the segmenter has converged within the CI at this budget." if converged else
-                         "TRTR still improves beyond its CI: the segmenter has NOT converged at this budget.")
+                      + ("TRTR still improves beyond its CI: the segmenter has NOT converged at this budget."
+                         if not converged else "no gain from twice the steps (TRTR is lower beyond its CI: longer "
+                         "training fits the training site more closely)." if c["hi"] < 0 else
+                         "no gain beyond the CI from twice the steps: converged at this budget.")
                       + f" TSTR {first} at {2 * recipe.steps} steps: {fmt(np.nanmean(s2))} "
                         f"({signed(cs['diff'])} [{signed(cs['lo'])}, {signed(cs['hi'])}]).")
     footer.append("Tumour volume on the check grid, ml, mean (min-max): " + "; ".join(
@@ -573,11 +593,13 @@ def main(argv: list[str] | None = None) -> int:
     footer.append(f"TRTR identical across the {len(args.generators)} evaluations (largest per-case difference "
                   f"{trtr_spread:.2g}).")
     footer.append("Dice: whole tumour on the 6 BRATS 2013 cases x seeds; CI: two-way bootstrap over seeds and test "
-                  "cases; paired: (seed, case) pairs. Wall s: segmenter training over all seeds (+ the generator's "
-                  "fit/training and synthesis when it ran in this invocation; a reused set adds nothing).")
+                  "cases; paired: (seed, case) pairs. Wall s: segmenter training over all seeds + the generator's "
+                  "fit (or GAN training) and synthesis, as recorded when its set was made (TSTR and 2 real + "
+                  "synthetic rows).")
     header = [f"External test: generators fitted on 10 BraTS 2018 cases, segmenters tested on 6 BRATS 2013 cases "
               f"(FLAIR, whole tumour); {recipe.note}; {args.seeds} seeds; {args.n_synthetic} synthetic cases per "
               f"set; GANs {args.gan_steps} steps at 4 mm, widths {args.gan_channels}, gan3d {args.gan_architecture}."]
+    footer += ["", "Dice per external test case (mean over seeds):", "", *render_per_case(table, test_ids)]
     text = render_table(table, footer, header)
     print(text)
     (out / "external_table.md").write_text(text)
