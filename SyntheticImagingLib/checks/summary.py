@@ -189,6 +189,9 @@ def _utility(report: EvaluationReport) -> Verdict:
         bound = "up to" if finite(eq_ci.get("hi")) is not None and finite(eq_ci.get("lo")) is None else None
         ci = f", 95 % CI {bound} {fmt(eq_ci['hi'], 0)}" if bound else ""
         parts.append(f"Real-equivalent: {eq.get('text', eq.get('outcome'))}{ci}.")
+    protocol = s.get("protocol") or {}
+    if protocol.get("kind") == "k-fold":
+        parts.append(f"Protocol: {protocol['text']}.")
     convergence = s.get("convergence") or {}
     if convergence.get("text"):
         parts.append(f"Segmenter budget: {convergence['text']}")

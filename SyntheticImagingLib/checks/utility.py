@@ -385,7 +385,8 @@ class UtilityCheck(Check):
                                                                                for _, te, _ in splits],
                      "text": f"{len(splits)}-fold by case over {len(real_test)} real cases: each real case tested "
                              f"once, by segmenters trained on {n_real_plan} others; synthetic cases made from a "
-                             "test fold's cases left out of that fold's training"})
+                             "test fold's cases left out of that fold's training (on the project's BraTS benchmark "
+                             "this protocol ordered generators as an external test set did: BENCHMARKS.md)"})
         convergence = None
         if getattr(profile, "check_convergence", True):
             first_trtr = {r["case_id"]: r["dice"] for r in per_case if r["regime"] == "TRTR" and r["seed"] == 0}

@@ -244,4 +244,5 @@ def test_kfold_utility_with_convergence_and_test_set_statement(tiny_sets, tmp_pa
     assert report["data"]["real_test"]["protocol"].startswith("3-fold")
     verdict = summarize(read_report(tmp_path / "kfold")).verdict("utility")
     assert verdict is not None and "too small to rank" in verdict.sentence and "Segmenter budget" in verdict.sentence
+    assert "3-fold by case" in verdict.sentence
     assert verdict.numbers["enough_to_rank"] is False
