@@ -76,7 +76,7 @@ __all__ = ["main", "RECIPES", "GENERATORS", "external_cases", "two_way_ci"]
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CHANNEL = "FLAIR"
 TUMOR = LabelTable({1: "tumor"})
-GENERATORS = ("lesion-insertion", "label-to-image", "gan3d", "pix2pix", "torchio")
+GENERATORS = ("lesion-insertion", "label-to-image", "copy-paste", "gan3d", "pix2pix", "torchio")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +207,7 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
 
     Args:
         name: set name (folder name).
-        family: ``lesion-insertion``, ``label-to-image``, ``gan3d``, ``pix2pix`` or ``torchio``.
+        family: ``lesion-insertion``, ``label-to-image``, ``copy-paste``, ``gan3d``, ``pix2pix`` or ``torchio``.
         fit_cases: the real cases to fit on (full resolution: their tumour volumes set the new lesions' range).
         fit_cases_2mm: the same at 2 mm, which every family is fitted or trained on (the GANs resample them to
             their 4 mm grid).
@@ -224,7 +224,7 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
     controls = volume_controls(fit_cases)
     info: dict[str, Any] = {"generator": family, "fitted_on": [c.case_id for c in fit_cases],
                             "controls": controls.to_dict()}
-    if family in ("lesion-insertion", "label-to-image"):
+    if family in ("lesion-insertion", "label-to-image", "copy-paste"):
         from SyntheticImagingLib.generators import create_generator
 
         gen = create_generator(family, task="brain-tumor-mri").fit(list(fit_cases_2mm))
