@@ -138,9 +138,10 @@ def test_rendered_overlay_sits_where_label_and_prediction_are(screenshot, evalua
         assert np.all((cyanXY >= plo - pad) & (cyanXY <= phi + pad), axis=1).mean() > 0.98
         assert np.abs(cyanXY.min(axis=0) - (plo - half)).max() < 4
         assert np.abs(cyanXY.max(axis=0) - (phi + half)).max() < 4
-        # ... which, for a case that follows its label, is where the label is
+        # ... which, for a case that follows its label, is where the label is (the prediction's box may also hold
+        # a false-positive blob elsewhere on the slice: then it must at least cover most of the label's box)
         if row["dice"] >= 0.5:
-            assert _box_iou((lo, hi), (plo, phi)) > 0.4, view.orientation
+            assert _box_iou((lo, hi), (plo, phi)) > 0.4 or _box_cover((lo, hi), (plo, phi)) > 0.6, view.orientation
     path = screenshot.save_figure(render, tmp_path / "overlay.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -149,6 +150,13 @@ def _voxel_pixels(xy: np.ndarray) -> float:
     """Pixels per voxel edge in the view: the smallest non-zero step between projected voxel centres."""
     steps = np.abs(np.diff(np.unique(np.round(xy[:, 0], 3))))
     return float(steps[steps > 1e-3].min())
+
+
+def _box_cover(a, b) -> float:
+    """Share of box ``a`` inside box ``b``."""
+    lo, hi = np.maximum(a[0], b[0]), np.minimum(a[1], b[1])
+    area = np.prod(a[1] - a[0])
+    return float(np.prod(np.clip(hi - lo, 0, None)) / area) if area > 0 else 0.0
 
 
 def _box_iou(a, b) -> float:
