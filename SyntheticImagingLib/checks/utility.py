@@ -126,8 +126,8 @@ def test_set_adequacy(n_test: int, trtr_ci: tuple[float, float]) -> dict[str, An
         why = [f"only {n_test} real test cases (at least {MIN_RANK_TEST_CASES} needed)"] \
             if n_test < MIN_RANK_TEST_CASES else []
         if half > MAX_RANK_CI_HALF_WIDTH:
-            width = "cannot be estimated" if not math.isfinite(half) else f"is +/- {half:.2f}"
-            why.append(f"the TRTR Dice CI {width} (at most +/- {MAX_RANK_CI_HALF_WIDTH:g} needed)")
+            width = "cannot be estimated" if not math.isfinite(half) else f"is +/- {half:.3f}"
+            why.append(f"the TRTR Dice CI {width} (at most +/- {MAX_RANK_CI_HALF_WIDTH:.3f} needed)")
         text = ("The test set is too small to rank generators: " + " and ".join(why)
                 + ". Test on more real cases (k-fold over all of them: leave out --real-test; or an external set).")
     return {"cases": n_test, "trtr_ci_half_width": half if math.isfinite(half) else None,
