@@ -255,9 +255,7 @@ class UtilityCheck(Check):
         n_real_plan = min(len(tr) for tr, _, _ in splits)
         n_syn_plan = min(len(sy) for _, _, sy in splits)
         splits = [(tr[:n_real_plan], te, sy[:n_syn_plan]) for tr, te, sy in splits]
-        real_train = [c for tr, _, _ in splits for c in tr] if len(splits) > 1 else splits[0][0]
-        real_test = [c for _, te, _ in splits for c in te]
-        synthetic = splits[0][2] if len(splits) == 1 else [c for _, _, sy in splits for c in sy]
+        real_test = [c for _, te, _ in splits for c in te]  # every test case once (all folds)
         regimes, skipped = plan_regimes(n_real_plan, n_syn_plan, real_sizes=profile.real_sizes,
                                         synthetic_ratios=profile.synthetic_ratios)
         n_seeds = max(1, int(profile.seeds))
