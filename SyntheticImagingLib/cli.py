@@ -174,7 +174,8 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
         names = unique_names((p.parent if p.suffix == ".json" else p).resolve().name or "synthetic" for p in paths)
         ranking = rank_generators(real_train, real_test, {n: load_dataset(p) for n, p in zip(names, paths)},
                                   out_dir=args.out, checks=checks, profile=_profile(args), device=args.device,
-                                  seed=args.seed, progress=reporter, overwrite=args.overwrite)
+                                  seed=args.seed, progress=reporter, overwrite=args.overwrite,
+                                  cache_dir=args.cache_dir or None)
         incomplete = {n: r["status"] for n, r in ranking["reports"].items() if r["status"] != "complete"}
         if incomplete:
             raise CheckFailedError(f"some evaluations are incomplete: {incomplete}", where=str(args.out),
@@ -182,7 +183,7 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
         return {"out": str(args.out), "ranking": [r["generator"] for r in ranking["rows"]]}
     report = evaluate(real_train, real_test, load_dataset(args.synthetic[0]),
                       out_dir=args.out, checks=checks, profile=_profile(args), device=args.device, seed=args.seed,
-                      progress=reporter, overwrite=args.overwrite)
+                      progress=reporter, overwrite=args.overwrite, cache_dir=args.cache_dir or None)
     if report.get("status") != "complete":
         failed = report.get("failed") or report.get("status")
         raise CheckFailedError(f"the evaluation is incomplete: {failed}", where=str(args.out),
@@ -287,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--cache-dir", default=None,
+                   help="folder kept across evaluations: prepared cases and trained segmenters, so evaluating more "
+                        "synthetic sets against the same real cases trains the real-only segmenters once")
 
     p = command("export-dicom", _cmd_export_dicom, "export a synthetic dataset as DICOM studies (image + SEG)")
     p.add_argument("--input", required=True)

@@ -182,7 +182,8 @@ class JobsLogic(ResultsLogic):
         options = {"real_train": self._datasetPath(realTrain, task, work, "real-train"),
                    "real_test": self._datasetPath(realTest, task, work, "real-test"),
                    "synthetic": self._datasetPath(synthetic, task, work, "synthetic"),
-                   "out": outDir, "checks": list(checks), "profile": profile, "device": device}
+                   "out": outDir, "checks": list(checks), "profile": profile, "device": device,
+                   "cache_dir": work / "cache"}  # later evaluations against the same real cases reuse segmenters
         self.runCli("evaluate", options, logDir=work / "logs")
         self.lastEvaluation = outDir
         tables = self.resultsToTables(outDir)
@@ -222,7 +223,7 @@ class JobsLogic(ResultsLogic):
         options = {"real_train": self._datasetPath(realTrain, task, work, "real-train"),
                    "real_test": self._datasetPath(realTest, task, work, "real-test"),
                    "synthetic": paths, "out": outDir, "checks": list(checks), "profile": profile,
-                   "device": device}
+                   "device": device, "cache_dir": work / "cache"}
         self.runCli("evaluate", options, logDir=work / "logs")
         self.lastEvaluation = outDir
         return self.rankingToTables(outDir)

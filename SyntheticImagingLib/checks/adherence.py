@@ -44,7 +44,8 @@ from ..io.images import write_image
 from ..preprocessing import IntensityMap
 from .base import Check, CheckContext, CheckResult, register_check
 from .metrics import LABEL, REGION, dice, evaluation_structures, lesion_detection, structure_metrics
-from .segmenter import SegmenterConfig, TrainedSegmenter, reference_segmenter, segment
+from .segmenter import SegmenterConfig, TrainedSegmenter, segment
+from .segmenter_store import reference_segmenter
 
 __all__ = ["AdherenceCheck", "label_adherence", "adherence_threshold", "intensity_feature", "intensity_range",
            "calibrate", "screen", "prediction_file_name", "structure_summary", "ADHERENCE_CACHE_KEY",

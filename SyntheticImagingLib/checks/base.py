@@ -39,6 +39,7 @@ class Profile:
         check_convergence: the utility check also trains TRTR with twice the steps and says whether the
             segmenter had converged (an undertrained segmenter compresses every set toward parity).
         folds: k of the k-fold protocol used when no real test set is given (every real case tested once).
+        segmenter_patch: utility segmenter training patch (z, y, x), biased to the lesion; None: whole volumes.
     """
 
     name: str
@@ -52,6 +53,7 @@ class Profile:
     repeats: int
     check_convergence: bool = True
     folds: int = 5
+    segmenter_patch: tuple[int, int, int] | None = None
 
 
 PROFILES: dict[str, Profile] = {
@@ -74,6 +76,7 @@ class CheckContext:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         seed: base seed.
         cache: shared between checks of one evaluation (e.g. ``"encoder"``, ``"reference_segmenter"``).
+        cache_dir: folder kept across evaluations (trained segmenters, see ``checks.segmenter_store``); None: none.
     """
 
     profile: Profile
@@ -82,6 +85,7 @@ class CheckContext:
     device: str = "auto"
     seed: int = 0
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cache_dir: Path | None = None
 
 
 @dataclasses.dataclass

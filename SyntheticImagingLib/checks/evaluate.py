@@ -128,7 +128,8 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
         seed: base seed of every check.
         progress: progress + cancel (stages ``prepare:*``, ``<check>:*``).
         overwrite: replace an existing non-empty ``out_dir``.
-        cache_dir: folder for prepared cases, reused across evaluations (None: no cache).
+        cache_dir: folder for prepared cases and trained segmenters, reused across evaluations (None: no cache):
+            evaluating several synthetic sets against the same real cases trains the real-only segmenters once.
         folds: k of the k-fold protocol (None: the profile's).
 
     Returns:
@@ -196,7 +197,7 @@ def evaluate(real_train: Sequence[Case] | Dataset, real_test: Sequence[Case] | D
             if name in skipped:
                 continue
             context = CheckContext(profile=prof, out_dir=tmp / name, progress=reporter.child(name), device=str(dev),
-                                   seed=seed, cache=cache)
+                                   seed=seed, cache=cache, cache_dir=Path(cache_dir) if cache_dir else None)
             t0 = time.monotonic()
             try:
                 # on CPU every check runs with default_cpu_threads(): oversubscribed OpenMP threads on shared

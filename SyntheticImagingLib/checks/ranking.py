@@ -176,7 +176,8 @@ def rank_generators(real_train: Sequence[Case], real_test: Sequence[Case] | None
         fidelity_cis: compute KID / FD / precision / recall with CIs (trains one encoder on the real training set).
         n_boot: bootstrap resamples of the fidelity CIs.
         overwrite: replace an existing non-empty ``out_dir``.
-        cache_dir: folder for prepared cases (None: a temporary one inside the output, removed at the end).
+        cache_dir: folder for prepared cases and trained segmenters (None: a temporary one inside the output,
+            removed at the end); the real-only segmenters are trained once for all generators either way.
 
     Returns:
         ``rows`` (sorted by TSTR Dice, best first), ``columns``, ``settings``, ``fidelity`` (per generator) and

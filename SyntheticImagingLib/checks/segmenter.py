@@ -8,16 +8,13 @@ label values.
 Training is deterministic for a given seed (torch's global RNG is forked, so callers' random state is left
 alone), runs on the profile grid (whole volumes on the quick grid, random patches biased to the lesion when a
 patch size is set), and uses CUDA with mixed precision when available. :func:`segment` predicts with MONAI's
-sliding-window inferer. :func:`reference_segmenter` trains the real-data segmenter once per evaluation and keeps
-it in ``context.cache`` so other checks (e.g. label adherence of synthetic cases) reuse it.
+sliding-window inferer. Trained segmenters are kept and shared by :mod:`.segmenter_store`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import time
@@ -34,14 +31,11 @@ from ..cases import Case, LabelTable
 from ..errors import InputError, LabelError
 from ..io.orientation import left_right_axis
 from ..progress import ProgressCallback, Reporter, as_reporter
-from .base import CheckContext, Profile
-from .prepare import LESION_LABELS, cases_fingerprint
+from .base import Profile
+from .prepare import LESION_LABELS
 
 __all__ = ["SegmenterConfig", "TrainedSegmenter", "resolve_device", "cpu_threads", "default_cpu_threads",
-           "train_segmenter", "segment", "reference_segmenter", "REFERENCE_CACHE_KEY", "training_labels"]
-
-#: ``context.cache`` key of the dict {fingerprint: TrainedSegmenter} of reference (real-data) segmenters.
-REFERENCE_CACHE_KEY = "reference_segmenter"
+           "train_segmenter", "segment", "build_network", "training_labels"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -91,6 +85,8 @@ class SegmenterConfig:
             **overrides: any field to change.
         """
         base: dict[str, Any] = {"steps": profile.segmenter_steps}
+        if profile.segmenter_patch is not None:
+            base["patch_size"] = tuple(profile.segmenter_patch)
         if profile.name == "full":
             base.update(features=(16, 32, 64, 128, 256), res_units=1, batch_size=2, learning_rate=1e-3)
         return cls(**{**base, **overrides})
@@ -217,7 +213,14 @@ def training_labels(cases: Sequence[Case]) -> LabelTable:
     return multi[0]
 
 
-def _build(config: SegmenterConfig, in_channels: int, out_channels: int = 2) -> torch.nn.Module:
+def build_network(config: SegmenterConfig, in_channels: int, out_channels: int = 2) -> torch.nn.Module:
+    """The untrained MONAI network of ``config`` (UNet or SegResNet, 3D).
+
+    Args:
+        config: segmenter settings.
+        in_channels: image channels.
+        out_channels: classes including background.
+    """
     if config.architecture == "segresnet":
         depth = len(config.features)
         return SegResNet(spatial_dims=3, init_filters=config.features[0], in_channels=in_channels,
@@ -342,7 +345,7 @@ def train_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int
     every = max(1, config.steps // 20)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), cpu_threads(config.cpu_threads, dev):
         torch.manual_seed(seed)
-        model = _build(config, len(channels), len(values) + 1).to(dev)
+        model = build_network(config, len(channels), len(values) + 1).to(dev)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
         opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps,
@@ -421,26 +424,3 @@ def _segment_one(model: TrainedSegmenter, net: torch.nn.Module, case: Case) -> n
         lut = np.asarray((0, *values), dtype=np.uint8 if max(values) < 256 else np.int16)
         out = lut[out]
     return np.ascontiguousarray(out)
-
-
-def reference_segmenter(real_train: Sequence[Case], context: CheckContext, *,
-                        config: SegmenterConfig | None = None) -> TrainedSegmenter:
-    """The segmenter trained on all real training cases with the evaluation's seed, trained once and cached.
-
-    The cache is ``context.cache[REFERENCE_CACHE_KEY]``, keyed by the training data's fingerprint, the seed and
-    the settings, so the utility check's TRTR run and any later check share one model.
-
-    Args:
-        real_train: prepared real training cases.
-        context: the evaluation context (profile, device, seed, cache, progress).
-        config: settings (default: :meth:`SegmenterConfig.for_profile`).
-    """
-    config = config or SegmenterConfig.for_profile(context.profile)
-    settings = json.dumps(config.to_dict(), sort_keys=True)
-    digest = hashlib.blake2b(settings.encode(), digest_size=6).hexdigest()
-    key = f"{cases_fingerprint(real_train)}:{context.seed}:{digest}"
-    cache: dict[str, TrainedSegmenter] = context.cache.setdefault(REFERENCE_CACHE_KEY, {})
-    if key not in cache:
-        cache[key] = train_segmenter(real_train, config=config, seed=context.seed, device=context.device,
-                                     progress=context.progress, stage="reference_segmenter")
-    return cache[key]

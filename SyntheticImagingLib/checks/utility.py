@@ -24,7 +24,7 @@ comparison with TRTR on (seed, test case).
 
 Identical training sets with the same seed (e.g. ``R+S x1`` and ``R8+S`` when there are 8 real and 8 synthetic
 cases) are trained once. The seed-0 TRTR model is the evaluation's reference segmenter, shared through
-``context.cache`` (see :func:`.segmenter.reference_segmenter`). The result is also left in
+``context.cache`` (see :func:`.segmenter_store.reference_segmenter`). The result is also left in
 ``context.cache["utility"]`` for later checks (e.g. a fidelity-vs-utility plot).
 """
 
@@ -41,7 +41,8 @@ from ..cases import Case
 from ..errors import InputError, LabelError
 from .base import Check, CheckContext, CheckResult, register_check
 from .metrics import LABEL, REGION, Structure, evaluation_structures, segmentation_metrics, structure_metrics
-from .segmenter import SegmenterConfig, TrainedSegmenter, reference_segmenter, segment, train_segmenter
+from .segmenter import SegmenterConfig, TrainedSegmenter, segment
+from .segmenter_store import reference_segmenter, trained_segmenter
 from .stats import ABOVE_LARGEST, BELOW_SMALLEST, WITHIN, case_seed_ci, compare_paired, mean_ci, real_equivalent
 
 __all__ = ["UtilityCheck", "Regime", "plan_regimes", "METRICS", "STRUCTURE_METRICS", "structure_tables",
@@ -448,8 +449,7 @@ class UtilityCheck(Check):
         if s == 0 and real_idx == tuple(range(len(real_train))) and not syn_idx:
             model = reference_segmenter(real_train, context, config=config)
         else:
-            model = train_segmenter(train, config=config, seed=context.seed + s, device=context.device,
-                                    progress=context.progress, stage="train")
+            model = trained_segmenter(train, config=config, seed=context.seed + s, context=context, stage="train")
         preds = segment(model, real_test)
         rows = []
         by_structure = []
@@ -471,8 +471,8 @@ class UtilityCheck(Check):
         longer = dataclasses.replace(config, steps=2 * config.steps)
         twice, base = [], []
         for real_train, real_test, _ in splits:
-            model = train_segmenter(list(real_train), config=longer, seed=context.seed, device=context.device,
-                                    progress=context.progress, stage="convergence")
+            model = trained_segmenter(list(real_train), config=longer, seed=context.seed, context=context,
+                                      stage="convergence")
             for case, pred in zip(real_test, segment(model, real_test)):
                 assert case.label is not None
                 twice.append(segmentation_metrics(pred, case.label, spacing_zyx=case.geometry.spacing_zyx,

@@ -479,6 +479,11 @@ def test_rank_generators_passes_every_set_to_the_cli(scene, tmp_path, monkeypatc
     assert Path(synthetic[0]) == sets["gan"]  # named by its folder already: passed as it is
     assert Path(synthetic[1]).name == "diffusion" and load_dataset(synthetic[1]).case_ids == ["synthetic_0001"]
     assert args[args.index("--checks") + 1] == "utility,adherence,fidelity,privacy"
+    # segmenters kept across evaluations in the module's work folder, in words the CLI reads
+    assert Path(args[args.index("--cache-dir") + 1]) == tmp_path / "cache"
+    from SyntheticImagingLib.cli import build_parser
+
+    assert build_parser().parse_args(args[args.index("evaluate"):]).cache_dir == str(tmp_path / "cache")
     assert [r["generator"] for r in logic.tableRows(tables["ranking"])] == ["gan", "diffusion"]
     with pytest.raises(Exception, match="two or more"):
         logic.rankGenerators(tmp_path / "train", tmp_path / "test", [sets["gan"]], outDir=tmp_path / "out2")

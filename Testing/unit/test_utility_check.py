@@ -12,13 +12,8 @@ import pytest
 from SyntheticImagingLib.cases import Case, Geometry
 from SyntheticImagingLib.checks.base import Check, CheckContext, CheckResult, Profile
 from SyntheticImagingLib.checks.prepare import LESION_LABELS, prepare_cases
-from SyntheticImagingLib.checks.segmenter import (
-    REFERENCE_CACHE_KEY,
-    SegmenterConfig,
-    reference_segmenter,
-    segment,
-    train_segmenter,
-)
+from SyntheticImagingLib.checks.segmenter import SegmenterConfig, segment, train_segmenter
+from SyntheticImagingLib.checks.segmenter_store import REFERENCE_CACHE_KEY, reference_segmenter
 from SyntheticImagingLib.checks.stats import BELOW_SMALLEST
 from SyntheticImagingLib.checks.utility import UtilityCheck, plan_regimes
 from SyntheticImagingLib.errors import InputError
