@@ -332,6 +332,9 @@ class LesionInsertionConfig(GeneratorConfig):
             each new tumour (necrotic core, enhancing rim, edema falling off towards the border) and the
             heterogeneity of real tumours; the written label stays the whole tumour (see
             :data:`~.intensity.SUBREGION_CONTRAST`). False: one level plus the weak texture ``texture``.
+        background_lesions: a background's own lesions: ``"keep"`` them (labelled; each synthetic case then has
+            them and the new ones) or ``"fill"`` them with the surrounding tissue first, so every lesion of a
+            synthetic case is new and the lesion burden follows the controls (see :mod:`.lesion_fill`).
     """
 
     family: ClassVar[str] = "lesion-insertion"
@@ -341,6 +344,7 @@ class LesionInsertionConfig(GeneratorConfig):
     mass_effect: float = 1.0
     ct_appearance: bool = True
     inner_structure: bool = True
+    background_lesions: Literal["keep", "fill"] = "keep"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -370,6 +374,8 @@ class CopyPasteConfig(GeneratorConfig):
         mass_effect: share of the pasted lesion's volume pushed into the target's brain (0 = none; see
             :mod:`~SyntheticImagingLib.lesions.mass_effect`); tumours, intraparenchymal, subdural and epidural
             blood push.
+        background_lesions: the target's own lesions: ``"keep"`` (CarveMix/TumorCP: the target keeps its lesion
+            beside the pasted one) or ``"fill"`` them with the surrounding tissue first (see :mod:`.lesion_fill`).
     """
 
     family: ClassVar[str] = "copy-paste"
@@ -383,6 +389,7 @@ class CopyPasteConfig(GeneratorConfig):
     elastic_mm: float = 2.0
     match_intensity: bool = True
     mass_effect: float = 1.0
+    background_lesions: Literal["keep", "fill"] = "keep"
 
     def __post_init__(self) -> None:
         super().__post_init__()

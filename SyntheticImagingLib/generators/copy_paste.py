@@ -56,6 +56,7 @@ from ..tasks import TaskPreset
 from .base import Generator, register_generator
 from .config import CopyPasteConfig
 from .intensity import intensity_offset
+from .lesion_fill import background
 from .lesion_insertion import PUSHING
 from .references import Reference, prepare_reference
 
@@ -330,6 +331,7 @@ class CopyPasteGenerator(Generator):
                  **settings: Any) -> None:
         super().__init__(task=task, config=config, **settings)
         self.references: list[Reference] = []
+        self._filled: dict[int, Reference] = {}  # targets with their own lesions filled, by index
         self.donors: list[int] = []
 
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
@@ -348,7 +350,7 @@ class CopyPasteGenerator(Generator):
         if len(channels) > 1:
             raise InputError(f"the cases have different channels {sorted(channels)}; a lesion is copied with all "
                              "of them", fix="give cases that share one set of channels")
-        self.references = []
+        self.references, self._filled = [], {}
         for i, case in enumerate(cases):
             self.references.append(prepare_reference(case))
             reporter.report("fit", i + 1, len(cases), case.case_id)
@@ -396,7 +398,7 @@ class CopyPasteGenerator(Generator):
 
     def _one(self, rng: np.random.Generator, controls: LesionControls | None, *, seed: int, index: int) -> Case:
         donor_i, target_i = self._pick(rng)
-        target = self.references[target_i]
+        target = background(self.references, target_i, self.config.background_lesions, self._filled)
         tcase = target.case
         count = 1 if controls is None else controls.count
         base = tcase.label if tcase.label is not None else np.zeros(tcase.shape, np.int16)
@@ -532,5 +534,5 @@ class CopyPasteGenerator(Generator):
         return {"cases": "cases/dataset.json", "contains_real_images": True, "contains_real_lesions": True}
 
     def _load_state(self, directory: Path, card: Mapping[str, Any]) -> None:
-        self.references = [prepare_reference(c) for c in load_dataset(directory / "cases")]
+        self.references, self._filled = [prepare_reference(c) for c in load_dataset(directory / "cases")], {}
         self._find_donors()

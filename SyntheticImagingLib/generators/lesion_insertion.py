@@ -42,6 +42,7 @@ from .intensity import (
     partial_volume_alpha,
     smooth_texture,
 )
+from .lesion_fill import background
 from .references import Reference, lesion_templates, new_lesion_label, prepare_reference
 
 __all__ = ["LesionInsertionGenerator", "LesionInsertionConfig", "paint_lesion", "PUSHING"]
@@ -229,6 +230,7 @@ class LesionInsertionGenerator(Generator):
         self.references: list[Reference] = []
         self.templates: list[tuple[np.ndarray, Any]] = []
         self.model: LesionIntensityModel | None = None
+        self._filled: dict[int, Reference] = {}  # references with their lesions filled, by index
 
     def fit(self, cases: Sequence[Case], *, progress: Reporter | ProgressCallback | None = None,
             out_dir: str | os.PathLike[str] | None = None, resume: bool = False) -> LesionInsertionGenerator:
@@ -242,7 +244,7 @@ class LesionInsertionGenerator(Generator):
         if wrong:
             raise InputError(f"cases {wrong} are not {self.task.modality.value}, which task {self.task.name!r} needs",
                              fix="pick the task that matches the data (--task)")
-        self.references = []
+        self.references, self._filled = [], {}
         for i, case in enumerate(cases):
             self.references.append(prepare_reference(case))
             reporter.report("fit", i + 1, len(cases), case.case_id)
@@ -265,7 +267,7 @@ class LesionInsertionGenerator(Generator):
                              f"{controls.kind.value}", fix="set the lesion kind of the controls to the task's")
         for i in range(n):
             rng = np.random.default_rng([seed, i])
-            ref = self.references[int(rng.integers(len(self.references)))]
+            ref = self._background(int(rng.integers(len(self.references))))
             roles = self.label_roles
             label, table, new_mask, infos = new_lesion_label(ref, controls, rng, self.templates, roles=roles,
                                                              fractions=self.subregion_fractions)
@@ -278,10 +280,15 @@ class LesionInsertionGenerator(Generator):
                 case_id=f"synth_{seed}_{i:04d}", channels=channels, label=label, label_table=table,
                 brain_mask=ref.brain,
                 metadata={"synthetic": True, "generator": self.name, "seed": seed, "index": i,
-                          "background": ref.case.case_id, "lesions": infos, "controls": controls.to_dict()})
+                          "background": ref.case.case_id, "lesions": infos, "controls": controls.to_dict(),
+                          "background_lesions": self.config.background_lesions})
             case = self._push(case, ref, label, infos)
             yield appearance.finish(case) if appearance is not None else case  # noise after the mass-effect warp
             reporter.report("synthesize", i + 1, n, f"case {i + 1}/{n}")
+
+    def _background(self, index: int) -> Reference:
+        """Reference ``index``, its own lesions filled when ``background_lesions="fill"`` (done once per case)."""
+        return background(self.references, index, self.config.background_lesions, self._filled)
 
     def _push(self, case: Case, ref: Reference, label: np.ndarray, infos: list[dict[str, Any]]) -> Case:
         """Displace the brain around space-occupying lesions; image and every label move together."""
@@ -302,6 +309,6 @@ class LesionInsertionGenerator(Generator):
 
     def _load_state(self, directory: Path, card: Mapping[str, Any]) -> None:
         cases = list(load_dataset(directory / "backgrounds"))
-        self.references = [prepare_reference(c) for c in cases]
+        self.references, self._filled = [prepare_reference(c) for c in cases], {}
         self.templates = lesion_templates(cases)
         self.model = LesionIntensityModel.from_dict(card["training"]["intensity_model"])

@@ -53,6 +53,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -81,7 +82,13 @@ SOURCES = {"brats2018": ("brats2018", "brats", "FLAIR", "BraTS 2018"),
            "brats2013": ("brats2013_multiclass", "brats2013", "Flair", "BRATS 2013")}
 #: --direction: (training source, external test source)
 DIRECTIONS = {"2018-to-2013": ("brats2018", "brats2013"), "2013-to-2018": ("brats2013", "brats2018")}
-GENERATORS = ("lesion-insertion", "label-to-image", "copy-paste", "gan3d", "pix2pix", "torchio")
+GENERATORS = ("lesion-insertion", "label-to-image", "copy-paste", "gan3d", "pix2pix", "torchio",
+              "lesion-insertion-fill", "copy-paste-fill")
+#: generator rows that are a family with other settings: row name -> (family, settings)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lesion-insertion-fill": ("lesion-insertion", {"background_lesions": "fill"}),
+    "copy-paste-fill": ("copy-paste", {"background_lesions": "fill"}),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +224,8 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
 
     Args:
         name: set name (folder name).
-        family: ``lesion-insertion``, ``label-to-image``, ``copy-paste``, ``gan3d``, ``pix2pix`` or ``torchio``.
+        family: ``lesion-insertion``, ``label-to-image``, ``copy-paste``, ``gan3d``, ``pix2pix``, ``torchio`` or a
+            name of :data:`VARIANTS`.
         fit_cases: the real cases to fit on (full resolution: their tumour volumes set the new lesions' range).
         fit_cases_2mm: the same at 2 mm, which every family is fitted or trained on (the GANs resample them to
             their 4 mm grid).
@@ -234,10 +242,12 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
     controls = volume_controls(fit_cases)
     info: dict[str, Any] = {"generator": family, "fitted_on": [c.case_id for c in fit_cases],
                             "controls": controls.to_dict()}
+    family, settings = VARIANTS.get(family, (family, {}))
     if family in ("lesion-insertion", "label-to-image", "copy-paste"):
         from SyntheticImagingLib.generators import create_generator
 
-        gen = create_generator(family, task="brain-tumor-mri").fit(list(fit_cases_2mm))
+        info["settings"] = settings
+        gen = create_generator(family, task="brain-tumor-mri", **settings).fit(list(fit_cases_2mm))
         cases: list[Case] = list(gen.synthesize(args.n_synthetic, seed=0, controls=controls))
     elif family in ("gan3d", "pix2pix"):
         from SyntheticImagingLib.generators.base import MODEL_CARD, load_generator
@@ -357,7 +367,7 @@ def render_per_case(rows: Sequence[dict[str, Any]], case_ids: Sequence[str]) -> 
         rows: table rows with ``per_seed_case`` (seeds x cases).
         case_ids: the test cases, in column order.
     """
-    short = [c.replace("brats_2013_", "").replace("_1", "") for c in case_ids]
+    short = [re.sub(r"^brats_2013_(pat\d+)_1$", r"\1", c) for c in case_ids]
     lines = ["| row | " + " | ".join(short) + " |", "|---|" + "---|" * len(short)]
     for r in rows:
         means = np.nanmean(np.asarray(r["per_seed_case"], dtype=np.float64), axis=0)

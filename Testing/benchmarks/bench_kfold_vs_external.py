@@ -39,8 +39,8 @@ DEFAULT_SETS = ("lesion-insertion", "label-to-image", "gan3d", "pix2pix", "torch
 
 
 def _external_tstr(results: dict[str, Any], name: str) -> tuple[float, float, float] | None:
-    for row in results.get("rows", []):
-        if row.get("row") == f"TSTR {name}":
+    for row in results.get("rows", []):  # bench_external.py rows have "row" (and "key"), pooled ones "key"
+        if row.get("row") == f"TSTR {name}" or row.get("key") == f"TSTR {name}":
             dice = row["dice"]
             return float(dice["mean"]), float(dice["lo"]), float(dice["hi"])
     return None
@@ -49,7 +49,8 @@ def _external_tstr(results: dict[str, Any], name: str) -> tuple[float, float, fl
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", type=Path, required=True, help="bench_external.py's synthetic/ folder")
-    p.add_argument("--external", type=Path, required=True, help="bench_external.py's external_results.json")
+    p.add_argument("--external", type=Path, required=True,
+                   help="bench_external.py's external_results.json, or bench_external_pooled.py's pooled_results.json")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--names", nargs="+", default=list(DEFAULT_SETS))
     p.add_argument("--folds", type=int, default=5)
@@ -79,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: k-fold TSTR {tstr['dice']:.3f} [{tstr['dice_ci95'][0]:.3f}, {tstr['dice_ci95'][1]:.3f}] "
               f"({rows[-1]['seconds']:.0f} s)", flush=True)
 
+    if "test_cases" in external:
+        ext_label = f"{len(external['test_cases'])} {external.get('test_source', 'BRATS 2013')}"
+    else:  # pooled over both directions
+        ext_label = f"{external['test_set']['cases']} cases, both directions pooled"
     lines = ["| generator | k-fold TSTR Dice [95 % CI] (10 BraTS 2018, quick) | / its TRTR | real-equivalent | "
-             "external TSTR Dice [95 % CI] (6 BRATS 2013) |", "|---|---|---|---|---|"]
+             f"external TSTR Dice [95 % CI] ({ext_label}) |", "|---|---|---|---|---|"]
     for r in rows:
         ext = r["external"]
         ext_text = f"{ext[0]:.3f} [{ext[1]:.3f}, {ext[2]:.3f}]" if ext else "-"

@@ -37,7 +37,7 @@ OLD_DEFAULTS = {
                          "hemorrhage_age": "acute", "ct_appearance": True, "inner_structure": True,
                          "tissue_texture": 1.0},
     LesionInsertionConfig: {"hemorrhage_age": "acute", "texture": 0.08, "mass_effect": 1.0, "ct_appearance": True,
-                            "inner_structure": True},
+                            "inner_structure": True, "background_lesions": "keep"},
 }
 
 
