@@ -270,8 +270,9 @@ def match_intensities(donor: Reference, target: Reference, pasted: Pasted) -> di
     dcase, tcase = donor.case, target.case
     if dcase.modality == Modality.CT:
         return out
-    d_normal = donor.brain & ~(dcase.label > 0 if dcase.label is not None else False)
-    t_normal = target.brain & ~(tcase.label > 0 if tcase.label is not None else False)
+    # (a filled target has no label: ~False would be -1, an integer index, not an empty mask)
+    d_normal = donor.brain & ~(dcase.label > 0 if dcase.label is not None else np.zeros(dcase.shape, bool))
+    t_normal = target.brain & ~(tcase.label > 0 if tcase.label is not None else np.zeros(tcase.shape, bool))
     d_normal = d_normal if d_normal.any() else donor.brain
     t_normal = t_normal if t_normal.any() else target.brain
     for name, values in pasted.channels.items():

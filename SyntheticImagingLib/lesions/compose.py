@@ -219,7 +219,9 @@ def make_lesion_label(brain_or_head_masks: np.ndarray | HeadMasks, geometry: Geo
                 lesion = whole.astype(np.int16) * value
                 info.update(subtype=subtype, label_value=value, source="shape")
                 if edema_value is not None and subtype == "intraparenchymal":
-                    room = brain & ~whole & ~(exclude if exclude is not None else False)
+                    room = brain & ~whole  # (not ~False: that is -1 and would turn the mask into integers)
+                    if exclude is not None:
+                        room &= ~exclude
                     if head is not None:
                         room &= ~head.ventricles & ~head.skull & ~head.air
                     edema = _perihematomal_edema(whole, room, geometry,
