@@ -118,7 +118,8 @@ def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, A
                                   compile=args.compile, channels_last=args.channels_last,
                                   label_workers=args.label_workers)
     data = load_dataset(args.data, layout=args.layout, labels=args.labels) if args.data else None
-    gen = get_generator(args.generator, task=args.task, data=data, progress=reporter, label_map=args.label_map)
+    gen = get_generator(args.generator, task=args.task, data=data, progress=reporter, label_map=args.label_map,
+                        **dict(args.config or []))
     controls = _controls(args, gen.task.lesion_kind.value)
     out = synthesize(gen, args.n, seed=args.seed, controls=controls, out=args.out, label_format=args.label_format,
                      overwrite=args.overwrite, progress=reporter, inference=inference)
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--label-format", choices=("nii.gz", "nrrd", "seg.nrrd"), default="nii.gz")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--config", type=_config_item, action="append", metavar="KEY=JSON",
+                   help="training-free family setting, repeatable, e.g. --config background_lesions=fill")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where trained networks run")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="network precision (auto: bf16 where the GPU/CPU computes it natively, else fp32)")

@@ -47,3 +47,16 @@ def test_info_on_sample_dataset_json(sample_data, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["type"] == "result" and result["cases"] == 10 and result["channels"] == ["FLAIR", "T1"]
+
+
+def test_synthesize_takes_family_settings(tmp_path, sample_data):
+    from SyntheticImagingLib.io import load_dataset
+
+    out = tmp_path / "filled"
+    code = main(["synthesize", "--generator", "lesion-insertion", "--data", str(sample_data / "brats2018_2mm"),
+                 "--n", "1", "--out", str(out), "--config", "background_lesions=fill", "--config", "mass_effect=0"])
+    assert code == 0
+    (case,) = load_dataset(out)
+    assert case.metadata["background_lesions"] == "fill"
+    assert main(["synthesize", "--generator", "lesion-insertion", "--data", str(sample_data / "brats2018_2mm"),
+                 "--n", "1", "--out", str(tmp_path / "bad"), "--config", "background_lesions=erase"]) == 2
