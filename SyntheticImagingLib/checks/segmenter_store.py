@@ -100,7 +100,7 @@ def load_segmenter(path: str | Path, *, device: str | torch.device = "cpu") -> T
 
 
 def trained_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: int, context: CheckContext,
-                      stage: str = "train") -> TrainedSegmenter:
+                      stage: str = "train", key: str | None = None) -> TrainedSegmenter:
     """:func:`.segmenter.train_segmenter`, or the same model from ``context.cache_dir`` when it was trained before.
 
     Args:
@@ -109,10 +109,12 @@ def trained_segmenter(cases: Sequence[Case], *, config: SegmenterConfig, seed: i
         seed: training seed.
         context: the evaluation context (device, progress, ``cache_dir``).
         stage: progress stage name.
+        key: :func:`store_key` of these arguments when the caller has it (hashing the cases is not free).
     """
     path = None
     if context.cache_dir is not None:
-        path = Path(context.cache_dir) / "segmenters" / f"{store_key(cases, config, seed, context.device)}.pt"
+        key = key or store_key(cases, config, seed, context.device)
+        path = Path(context.cache_dir) / "segmenters" / f"{key}.pt"
         model = load_segmenter(path, device=context.device)
         if model is not None and model.train_ids == tuple(c.case_id for c in cases):
             reporter: Reporter = context.progress
@@ -142,5 +144,5 @@ def reference_segmenter(real_train: Sequence[Case], context: CheckContext, *,
     cache: dict[str, TrainedSegmenter] = context.cache.setdefault(REFERENCE_CACHE_KEY, {})
     if key not in cache:
         cache[key] = trained_segmenter(real_train, config=config, seed=context.seed, context=context,
-                                       stage="reference_segmenter")
+                                       stage="reference_segmenter", key=key)
     return cache[key]
