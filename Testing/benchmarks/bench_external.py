@@ -83,11 +83,15 @@ SOURCES = {"brats2018": ("brats2018", "brats", "FLAIR", "BraTS 2018"),
 #: --direction: (training source, external test source)
 DIRECTIONS = {"2018-to-2013": ("brats2018", "brats2013"), "2013-to-2018": ("brats2013", "brats2018")}
 GENERATORS = ("lesion-insertion", "label-to-image", "copy-paste", "gan3d", "pix2pix", "torchio",
-              "lesion-insertion-fill", "copy-paste-fill")
+              "lesion-insertion-fill", "copy-paste-fill", "gan3d+lesion-insertion-fill")
 #: generator rows that are a family with other settings: row name -> (family, settings)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "lesion-insertion-fill": ("lesion-insertion", {"background_lesions": "fill"}),
     "copy-paste-fill": ("copy-paste", {"background_lesions": "fill"}),
+}
+#: generator rows pooled from other rows' sets, an equal share of each (the set keeps ``--n-synthetic`` cases)
+MIXTURES: dict[str, tuple[str, ...]] = {
+    "gan3d+lesion-insertion-fill": ("gan3d", "lesion-insertion-fill"),
 }
 
 
@@ -238,6 +242,8 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
         log(f"reuse synthetic set {name}")
         made = json.loads((path / "dataset.json").read_text()).get("synthetic", {})
         return path, float(made.get("seconds", math.nan)) if isinstance(made, dict) else math.nan
+    if family in MIXTURES:
+        return mixed_set(name, family, fit_cases, fit_cases_2mm, folder, args, log)
     t0 = time.monotonic()
     controls = volume_controls(fit_cases)
     info: dict[str, Any] = {"generator": family, "fitted_on": [c.case_id for c in fit_cases],
@@ -280,6 +286,35 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
     info["seconds"] = round(seconds, 1)
     write_dataset(cases, path, info={"synthetic": info})
     log(f"wrote {name}: {len(cases)} cases in {seconds:.0f} s")
+    return path, seconds
+
+
+def mixed_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: Sequence[Case], folder: Path,
+              args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Path, float]:
+    """A set of :data:`MIXTURES`: the first ``n / k`` cases of each of its ``k`` families' sets (made if missing,
+    fitted on the same cases), so that it has as many cases as every other row and two appearance models.
+
+    Args:
+        name: set name (``family`` plus the pair suffix, if any).
+        family: a key of :data:`MIXTURES`.
+        fit_cases, fit_cases_2mm, folder, args, log: as :func:`make_set`.
+    """
+    parts = MIXTURES[family]
+    suffix = name[len(family):]
+    share = [args.n_synthetic // len(parts) + (i < args.n_synthetic % len(parts)) for i in range(len(parts))]
+    cases: list[Case] = []
+    seconds = 0.0
+    for part, n in zip(parts, share):
+        part_path, sec = make_set(part + suffix, part, fit_cases, fit_cases_2mm, folder, args, log)
+        made = json.loads((part_path / "dataset.json").read_text()).get("synthetic", {})
+        seconds += float(made.get("seconds", sec)) if isinstance(made, dict) else sec
+        # every family numbers its cases synth_<seed>_<i>: the part's name keeps them apart
+        cases += [c.replace(case_id=f"{part}_{c.case_id}") for c in list(load_dataset(part_path))[:n]]
+    path = folder / "synthetic" / name
+    write_dataset(cases, path, info={"synthetic": {"generator": family, "parts": dict(zip(parts, share)),
+                                                   "fitted_on": [c.case_id for c in fit_cases],
+                                                   "seconds": round(seconds, 1)}})
+    log(f"wrote {name}: {len(cases)} cases ({', '.join(f'{n} {p}' for p, n in zip(parts, share))})")
     return path, seconds
 
 
