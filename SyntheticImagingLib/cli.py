@@ -126,6 +126,26 @@ def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, A
     return {"out": str(out), "cases": args.n, "generator": gen.name, "inference": inference.to_dict()}
 
 
+def _cmd_pool(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .io.datasets import load_dataset, write_dataset
+    from .pooling import pool_synthetic_sets
+
+    names, paths = _named_sets(args.synthetic)  # each set's name prefixes its case ids
+    datasets = {name: load_dataset(path) for name, path in zip(names, paths)}
+    cases = pool_synthetic_sets({name: list(d) for name, d in datasets.items()}, n=args.n)
+    shares = {name: sum(c.metadata.get("pooled_from") == name for c in cases) for name in names}
+    info = {"synthetic": True, "generator": {"family": "pooled", "parts": {
+        name: {"cases": shares[name], "path": str(path), "generator": datasets[name].info.get("generator")}
+        for name, path in zip(names, paths)}}}
+
+    def progress(done: int, case_id: str) -> None:
+        reporter.report("pool", done, len(cases), case_id)
+
+    out = write_dataset(cases, args.out, info=info, overwrite=args.overwrite, progress=progress)
+    return {"out": str(out), "cases": len(cases), "generator": "pooled (" + ", ".join(
+        f"{shares[n]} {n}" for n in names) + ")", "shares": shares}
+
+
 def _cmd_info(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from .api import info
 
@@ -158,6 +178,17 @@ def _profile(args: argparse.Namespace) -> Any:
     return dataclasses.replace(profile, folds=args.folds) if args.folds else profile
 
 
+def _named_sets(given: Sequence[str]) -> tuple[list[str], list[Path]]:
+    """Names and paths of several ``--synthetic`` datasets: a set's name is its folder's (the parent of a
+    ``dataset.json`` path), made unique."""
+    from .checks.ranking import unique_names
+
+    paths = [Path(s) for s in given]
+    if len({p.resolve() for p in paths}) < len(paths):
+        raise InputError("the same synthetic dataset is given twice", fix="pass each --synthetic dataset once")
+    return unique_names((p.parent if p.suffix == ".json" else p).resolve().name or "synthetic" for p in paths), paths
+
+
 def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from .checks.evaluate import evaluate
     from .io.datasets import load_dataset
@@ -166,13 +197,9 @@ def _cmd_evaluate(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
     real_train = load_dataset(args.real_train, layout=args.layout, labels=args.labels)
     real_test = load_dataset(args.real_test, layout=args.layout, labels=args.labels) if args.real_test else None
     if len(args.synthetic) > 1:
-        from .checks.ranking import rank_generators, unique_names
+        from .checks.ranking import rank_generators
 
-        # generator name = the dataset's folder name (its parent for a dataset.json path)
-        paths = [Path(s) for s in args.synthetic]
-        if len({p.resolve() for p in paths}) < len(paths):
-            raise InputError("the same synthetic dataset is given twice", fix="pass each --synthetic dataset once")
-        names = unique_names((p.parent if p.suffix == ".json" else p).resolve().name or "synthetic" for p in paths)
+        names, paths = _named_sets(args.synthetic)
         ranking = rank_generators(real_train, real_test, {n: load_dataset(p) for n, p in zip(names, paths)},
                                   out_dir=args.out, checks=checks, profile=_profile(args), device=args.device,
                                   seed=args.seed, progress=reporter, overwrite=args.overwrite,
@@ -252,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-workers", type=int, default=0,
                    help="processes drawing lesion labels ahead of the network (default 0: one thread)")
     _add_lesion_args(p)
+
+    p = command("pool", _cmd_pool, "pool synthetic sets from several generators into one, an equal share of each")
+    p.add_argument("--synthetic", required=True, nargs="+", help="two or more synthetic datasets")
+    p.add_argument("--n", type=int, default=None, help="cases in the pooled set (default: the smallest set's size)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--overwrite", action="store_true")
 
     p = command("info", _cmd_info, "what a dataset or generator folder holds")
     p.add_argument("path", type=Path)

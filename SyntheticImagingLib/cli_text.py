@@ -140,7 +140,8 @@ def human_text(command: str, result: Mapping[str, Any]) -> str:
     """
     import json
 
-    handler = {"info": _info, "demo": _demo, "synthesize": _synthesize, "evaluate": _evaluate}.get(command)
+    handler = {"info": _info, "demo": _demo, "synthesize": _synthesize, "pool": _synthesize,
+               "evaluate": _evaluate}.get(command)
     if handler is None:
         return json.dumps(result, indent=2, default=str)
     return handler(result)

@@ -291,25 +291,28 @@ def make_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: S
 
 def mixed_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: Sequence[Case], folder: Path,
               args: argparse.Namespace, log: Callable[[str], None]) -> tuple[Path, float]:
-    """A set of :data:`MIXTURES`: the first ``n / k`` cases of each of its ``k`` families' sets (made if missing,
-    fitted on the same cases), so that it has as many cases as every other row and two appearance models.
+    """A set of :data:`MIXTURES`: its families' sets (made if missing, fitted on the same cases) pooled by the
+    library's ``pooling.pool_synthetic_sets`` (the first ``n / k`` cases of each of ``k``), so that it has as many
+    cases as every other row and two appearance models.
 
     Args:
         name: set name (``family`` plus the pair suffix, if any).
         family: a key of :data:`MIXTURES`.
         fit_cases, fit_cases_2mm, folder, args, log: as :func:`make_set`.
     """
+    from SyntheticImagingLib.pooling import pool_shares, pool_synthetic_sets
+
     parts = MIXTURES[family]
     suffix = name[len(family):]
-    share = [args.n_synthetic // len(parts) + (i < args.n_synthetic % len(parts)) for i in range(len(parts))]
-    cases: list[Case] = []
+    sets: dict[str, list[Case]] = {}
     seconds = 0.0
-    for part, n in zip(parts, share):
+    for part in parts:
         part_path, sec = make_set(part + suffix, part, fit_cases, fit_cases_2mm, folder, args, log)
         made = json.loads((part_path / "dataset.json").read_text()).get("synthetic", {})
         seconds += float(made.get("seconds", sec)) if isinstance(made, dict) else sec
-        # every family numbers its cases synth_<seed>_<i>: the part's name keeps them apart
-        cases += [c.replace(case_id=f"{part}_{c.case_id}") for c in list(load_dataset(part_path))[:n]]
+        sets[part] = list(load_dataset(part_path))
+    cases = pool_synthetic_sets(sets, n=args.n_synthetic)
+    share = pool_shares(args.n_synthetic, len(parts))
     path = folder / "synthetic" / name
     write_dataset(cases, path, info={"synthetic": {"generator": family, "parts": dict(zip(parts, share)),
                                                    "fitted_on": [c.case_id for c in fit_cases],
