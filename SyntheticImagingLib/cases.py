@@ -304,19 +304,23 @@ class Case:
 
 def merge_label_maps(base: np.ndarray | None, base_table: LabelTable, new: np.ndarray, new_table: LabelTable
                      ) -> tuple[np.ndarray, LabelTable]:
-    """Paint ``new`` (non-zero voxels win) over ``base``; labels with the same name share one value.
+    """Paint ``new`` (non-zero voxels win) over ``base``; labels with the same name share one value, and a name
+    new to ``base_table`` keeps its own value unless ``base_table`` uses it (then it takes the next free one), so
+    a user's values (BraTS 1, 2, 4) survive a background without a label.
 
     Example:
         >>> a = np.array([[[1, 0, 0]]]); b = np.array([[[0, 0, 1]]])
         >>> merge_label_maps(a, LabelTable({1: "tumor"}), b, LabelTable({1: "tumor"}))[0].tolist()
         [[[1, 0, 1]]]
+        >>> merge_label_maps(None, LabelTable(), b * 4, LabelTable({2: "edema", 4: "enhancing"}))[1].values
+        [2, 4]
     """
     names = dict(base_table.names)
     out = np.zeros(new.shape, np.int16) if base is None else np.asarray(base, dtype=np.int16).copy()
     by_name = {n: v for v, n in names.items()}
     for value, name in new_table.names.items():
         if name not in by_name:
-            by_name[name] = max(names, default=0) + 1
+            by_name[name] = value if value not in names else max(names, default=0) + 1
             names[by_name[name]] = name
         out[new == value] = by_name[name]
     return out, LabelTable(names)

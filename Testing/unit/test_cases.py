@@ -73,6 +73,19 @@ def test_merge_label_maps_shares_names():
     assert table.names == {1: "tumor", 2: "edema"}
 
 
+def test_merge_label_maps_keeps_the_users_values():
+    """A new label keeps its value where the base leaves it free: BraTS 1, 2, 4 into an unlabelled (or filled)
+    background stay 1, 2, 4; a value the base already uses for another name moves to the next free one."""
+    new = np.array([[[1, 2, 4, 0]]])
+    brats = LabelTable({1: "necrosis", 2: "edema", 4: "enhancing tumor"})
+    out, table = merge_label_maps(None, LabelTable(), new, brats)
+    assert out.tolist() == [[[1, 2, 4, 0]]] and table == brats
+    base = np.array([[[0, 0, 0, 1]]])
+    out, table = merge_label_maps(base, LabelTable({1: "tumor"}), new, brats)
+    assert table.names == {1: "tumor", 2: "necrosis", 3: "edema", 4: "enhancing tumor"}
+    assert out.tolist() == [[[2, 3, 4, 1]]]
+
+
 def test_seg_nrrd_round_trip_keeps_label_values(tmp_path):
     """A .seg.nrrd the library writes with values {1, 2, 4} reads back as {1, 2, 4} with the same names."""
     import numpy as np

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from SyntheticImagingLib.api import get_generator
 from SyntheticImagingLib.cases import Case, Geometry, LabelTable, LesionKind
 from SyntheticImagingLib.generators import CopyPasteConfig, LesionInsertionConfig, create_generator
 from SyntheticImagingLib.generators.lesion_fill import fill_lesions
@@ -65,6 +66,30 @@ def test_generators_keep_or_fill_background_lesions():
                     assert (c.label[own] > 0).all()
         own_ml = float((heads[0].label > 0).sum() * 8 / 1000)
         assert min(volumes["keep"]) > own_ml and max(volumes["fill"]) < own_ml, (family, volumes)
+
+
+def test_fill_keeps_the_users_label_values():
+    """Filled backgrounds have no label left; the new lesions still carry the user's values (BraTS 1, 2, 4),
+    not a renumbering (1, 2, 3) of them."""
+    brats = LabelTable({1: "necrosis", 2: "edema", 4: "enhancing tumor"})
+    heads = []
+    for i in range(3):
+        head = _two_tissue_head(i)
+        label = np.where(head.label > 0, 2, 0).astype(np.int16)  # edema around a core: necrosis in an enhancing rim
+        z, y, x = np.mgrid[:30, :34, :30]
+        d2 = (z - 15) ** 2 + (y - 14) ** 2 + (x - 15) ** 2
+        label[d2 < 9] = 4
+        label[d2 < 2] = 1
+        heads.append(head.replace(label=label, label_table=brats))
+    controls = LesionControls(kind=LesionKind.TUMOR, count=1, volume_ml=(2.0, 3.0))
+    for family in ("lesion-insertion", "copy-paste"):
+        for mode in ("keep", "fill"):
+            # the task from the data: new lesions drawn as the user's sub-regions, in the user's values
+            gen = get_generator(family, data=heads, background_lesions=mode, mass_effect=0.0)
+            for case in gen.synthesize(2, seed=0, controls=controls):
+                assert case.label_table == brats, (family, mode, case.label_table)
+                assert set(np.unique(case.label).tolist()) <= {0, 1, 2, 4}, (family, mode)
+                assert 4 in np.unique(case.label), (family, mode)
 
 
 def test_fill_on_real_brats_cases(shared_data):
