@@ -40,6 +40,7 @@ converged at the chosen budget.
 Usage::
 
     python Testing/benchmarks/bench_external.py --out /tmp/external --quick          # smoke run, < 3 minutes
+    python Testing/benchmarks/bench_external.py --out /tmp/external --direction both  # both ways + pooled table
     python Testing/benchmarks/bench_external.py --out /tmp/external --recipe cpu --seeds 3 --device cpu
 
 Writes ``--out/external_table.md`` (also printed) and ``--out/external_results.json``; synthetic sets go to
@@ -440,9 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA, help="folder with brats2018/ and brats2013_multiclass/")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--direction", default="2018-to-2013", choices=sorted(DIRECTIONS),
+    p.add_argument("--direction", default="2018-to-2013", choices=[*sorted(DIRECTIONS), "both"],
                    help="generators fitted on one release, segmenters tested on the other (2013-to-2018: fitted on "
-                        "the 6 BRATS 2013 cases, tested on the 10 BraTS 2018 ones; give it its own --out)")
+                        "the 6 BRATS 2013 cases, tested on the 10 BraTS 2018 ones; give it its own --out); both: "
+                        "each into --out/<direction>, then the pooled table (bench_external_pooled.py) into "
+                        "--out/pooled")
     p.add_argument("--recipe", default="cpu", choices=sorted(RECIPES), help="segmenter budget")
     p.add_argument("--steps", type=int, default=None, help="override the recipe's segmenter steps")
     p.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
@@ -458,6 +461,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="smoke run: 2 seeds, 4 synthetic cases, 10 GAN steps, 20 segmenter steps, 2 real + "
                         "lesion-insertion only")
     args = p.parse_args(argv)
+    if args.direction == "both":
+        from bench_external_pooled import main as pooled_main
+
+        folders = []
+        for direction in sorted(DIRECTIONS, reverse=True):  # 2018-to-2013 first: the issue's direction
+            folders.append(args.out / direction)
+            code = run(argparse.Namespace(**{**vars(args), "direction": direction, "out": folders[-1]}))
+            if code:
+                return code
+        return pooled_main([*map(str, folders), "--out", str(args.out / "pooled")])
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """One direction of the benchmark (``main``'s parsed arguments)."""
     if args.quick:
         args.seeds, args.n_synthetic, args.gan_steps, args.recipe = 2, 4, 10, "smoke"
         args.two_real_generators = [g for g in args.two_real_generators if g == "lesion-insertion"]
