@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-format", choices=("nii.gz", "nrrd", "seg.nrrd"), default="nii.gz")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--config", type=_config_item, action="append", metavar="KEY=JSON",
-                   help="training-free family setting, repeatable, e.g. --config background_lesions=fill")
+                   help="training-free family setting, repeatable, e.g. --config background_lesions=keep")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where trained networks run")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="network precision (auto: bf16 where the GPU/CPU computes it natively, else fp32)")

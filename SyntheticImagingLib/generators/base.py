@@ -224,7 +224,8 @@ def load_generator(directory: str | os.PathLike[str], *,
         # the task as trained (a user's channels and label table); older cards name a preset only
         task = TaskPreset.from_dict(card["task_spec"]) if isinstance(card.get("task_spec"), Mapping) \
             else card["task"]
-        gen = cls(task=task, **card.get("config", {}))
+        # settings the card predates take the default of its time, not today's (a saved generator stays as saved)
+        gen = cls(task=task, **{**cls.config_class.card_defaults, **card.get("config", {})})
         gen.training = dict(card.get("training", {}))
         gen._load_state(directory, card)
     except CheckpointError:

@@ -44,6 +44,9 @@ class GeneratorConfig:
 
     #: The family the settings belong to (error messages).
     family: ClassVar[str] = "generator"
+    #: Settings a model card written before they existed takes: the default of that time (where it differs from
+    #: today's), so a saved generator reloads as it was saved. Applied by :func:`~.base.load_generator` only.
+    card_defaults: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -332,19 +335,21 @@ class LesionInsertionConfig(GeneratorConfig):
             each new tumour (necrotic core, enhancing rim, edema falling off towards the border) and the
             heterogeneity of real tumours; the written label stays the whole tumour (see
             :data:`~.intensity.SUBREGION_CONTRAST`). False: one level plus the weak texture ``texture``.
-        background_lesions: a background's own lesions: ``"keep"`` them (labelled; each synthetic case then has
-            them and the new ones) or ``"fill"`` them with the surrounding tissue first, so every lesion of a
-            synthetic case is new and the lesion burden follows the controls (see :mod:`.lesion_fill`).
+        background_lesions: a background's own lesions: ``"fill"`` them with the surrounding tissue first (the
+            default: every lesion of a synthetic case is new and the lesion burden follows the controls, which
+            transfers better to unseen real cases; see :mod:`.lesion_fill`) or ``"keep"`` them (labelled; each
+            synthetic case then has them and the new ones).
     """
 
     family: ClassVar[str] = "lesion-insertion"
+    card_defaults: ClassVar[dict[str, Any]] = {"background_lesions": "keep"}  # the default before "fill"
 
     hemorrhage_age: HemorrhageAge = "acute"
     texture: float = 0.08
     mass_effect: float = 1.0
     ct_appearance: bool = True
     inner_structure: bool = True
-    background_lesions: Literal["keep", "fill"] = "keep"
+    background_lesions: Literal["keep", "fill"] = "fill"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -374,11 +379,14 @@ class CopyPasteConfig(GeneratorConfig):
         mass_effect: share of the pasted lesion's volume pushed into the target's brain (0 = none; see
             :mod:`~SyntheticImagingLib.lesions.mass_effect`); tumours, intraparenchymal, subdural and epidural
             blood push.
-        background_lesions: the target's own lesions: ``"keep"`` (CarveMix/TumorCP: the target keeps its lesion
-            beside the pasted one) or ``"fill"`` them with the surrounding tissue first (see :mod:`.lesion_fill`).
+        background_lesions: the target's own lesions: ``"fill"`` them with the surrounding tissue first (the
+            default: every lesion of a synthetic case is pasted, which transfers better to unseen real cases; see
+            :mod:`.lesion_fill`) or ``"keep"`` them (CarveMix/TumorCP: the target keeps its lesion beside the
+            pasted one).
     """
 
     family: ClassVar[str] = "copy-paste"
+    card_defaults: ClassVar[dict[str, Any]] = {"background_lesions": "keep"}  # the default before "fill"
 
     placement: Literal["random", "same"] = "random"
     margin_fraction: tuple[float, ...] = (0.0, 0.5)
@@ -389,7 +397,7 @@ class CopyPasteConfig(GeneratorConfig):
     elastic_mm: float = 2.0
     match_intensity: bool = True
     mass_effect: float = 1.0
-    background_lesions: Literal["keep", "fill"] = "keep"
+    background_lesions: Literal["keep", "fill"] = "fill"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -11,23 +11,26 @@ Two published augmentations in one family:
   deformation, here also a left-right mirror) and is placed at a new position of the target organ, with intensity
   transforms.
 
-For each synthetic case: a donor (a real case with a lesion) and a target background (another real case when
-there are two or more) are drawn; the donor's lesion with a CarveMix margin is rotated, scaled (to the controls'
-volume range when controls are given, else within ``scale_range``), mirrored left-right in physical space and
-deformed, placed where the whole lesion lies inside the target's brain (away from the target's own lesion),
-mapped per channel onto the target's normal-brain median and interquartile range (MR; CT stays in HU) and
-blended with an alpha that is 1 on the lesion and in the carved margin and falls to 0 over ``feather_mm`` at the
-margin's border; then the target brain is pushed aside (mass effect, as in :mod:`.lesion_insertion`). The label is
-the target's own label with the pasted lesion written in the donor's values (the user's label table): the donor's
-sub-region structure (e.g. BraTS nesting) is copied whole. Metadata names the target (``background``), the donor
-(``donor``) and both (``source_case_ids``), so a k-fold utility estimate keeps a test patient out of training.
+For each synthetic case: a donor (a real case with a lesion) and a target background (another real case when there
+are two or more) are drawn; the donor's lesion with a CarveMix margin is rotated, scaled (to the controls' volume
+range when controls are given, else within ``scale_range``), mirrored left-right in physical space and deformed,
+placed where the whole lesion lies inside the target's brain (away from the target's own lesion when it is kept),
+mapped per channel onto the target's normal-brain median and interquartile range (MR; CT stays in HU) and blended
+with an alpha that is 1 on the lesion and in the carved margin and falls to 0 over ``feather_mm`` at the margin's
+border; then the target brain is pushed aside (mass effect, as in :mod:`.lesion_insertion`). By default the
+target's own lesions are painted over with the surrounding tissue first (``background_lesions="fill"``, see
+:mod:`.lesion_fill`), so the label is the pasted lesion alone; with ``"keep"`` (CarveMix and TumorCP as published)
+it is the target's own label with the pasted lesion added. The pasted lesion is written in the donor's values (the
+user's label table): the donor's sub-region structure (e.g. BraTS nesting) is copied whole. Metadata names the
+target (``background``), the donor (``donor``) and both (``source_case_ids``), so a k-fold utility estimate keeps a
+test patient out of training.
 
-**Privacy cost.** Every synthetic case *is* a real patient: the background is a training patient's scan with
-their own lesion, and the pasted tissue is another training patient's tumour (and some brain around it). This
-family therefore offers no anonymity at all: the privacy check's aligned-copy detection names the background
-patient of its cases (as for ``lesion-insertion`` on training backgrounds), the saved generator folder holds the
-real cases, and sets made with it must be handled like the real data. Use it for augmentation inside the
-institution that owns the data, not for sharing.
+**Privacy cost.** Every synthetic case *is* a real patient: the background is a training patient's scan (their own
+lesion kept, or painted over, their anatomy either way), and the pasted tissue is another training patient's tumour
+(and some brain around it). This family therefore offers no anonymity at all: the privacy check's aligned-copy
+detection names the background patient of its cases (as for ``lesion-insertion`` on training backgrounds), the
+saved generator folder holds the real cases, and sets made with it must be handled like the real data. Use it for
+augmentation inside the institution that owns the data, not for sharing.
 """
 
 from __future__ import annotations
@@ -451,7 +454,8 @@ class CopyPasteGenerator(Generator):
                       "background": tcase.case_id, "donor": donors[0] if donors else None, "donors": donors,
                       "source_case_ids": list(dict.fromkeys([tcase.case_id, *donors])), "lesions": infos,
                       "contains_real_patient_data": True,
-                      "controls": controls.to_dict() if controls is not None else None})
+                      "controls": controls.to_dict() if controls is not None else None,
+                      "background_lesions": self.config.background_lesions})
         return self._push(case, target, label, occupied & ~(base > 0), infos)
 
     def _subtype(self, values: np.ndarray, table: LabelTable) -> str:

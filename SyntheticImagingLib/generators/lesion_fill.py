@@ -1,12 +1,13 @@
 """Paint a background's own lesions over with the tissue around them (``background_lesions="fill"``).
 
-Lesion insertion and copy-paste put new lesions into real cases. A real tumour case keeps its own tumour by
-default, so each synthetic case carries two: on BraTS the synthetic tumour burden is about twice the real one
+Lesion insertion and copy-paste put new lesions into real cases. With ``keep`` a real tumour case keeps its own
+tumour, so each synthetic case carries two: on BraTS the synthetic tumour burden is about twice the real one
 (218 ml against 26-211 ml on the 10 BraTS 2018 cases), which teaches a segmenter that tumours are large. With
-``fill`` every lesion of a synthetic case is new, as in label-to-image (``keep_real_lesions=False``): the lesion
-and a margin around it take the tissue class of the nearest brain outside (k-means classes, the same anatomy
-map label-to-image draws from), rendered with that class's mean and spread in this case, a smooth texture at the
-scale of label-to-image's tissue texture and the case's voxel noise, blended into the surrounding brain.
+``fill`` (the default of both families, since it transfers better to unseen real cases) every lesion of a
+synthetic case is new, as in label-to-image (``keep_real_lesions=False``): the lesion and a margin around it take
+the tissue class of the nearest brain outside (k-means classes, the same anatomy map label-to-image draws from),
+rendered with that class's mean and spread in this case, a smooth texture at the scale of label-to-image's tissue
+texture and the case's voxel noise, blended into the surrounding brain.
 
 What stays: the patient's anatomy, including the displacement the removed tumour caused. The background is still
 a real patient's scan, so a privacy check still finds it (``checks/privacy_aligned.py`` lists such a case as an

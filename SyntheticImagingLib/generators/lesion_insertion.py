@@ -3,8 +3,10 @@
 A new lesion mask (see :mod:`SyntheticImagingLib.lesions`) is placed in the free brain of a real background
 case and painted with plausible intensities: MR tumours at a lesion/normal-brain ratio fitted on the user's
 labelled cases (FLAIR hyperintense), CT hemorrhage at the HU of its age (acute 50-90 HU), with a textured
-interior, partial-volume edges and noise matched to the background. The label is the new mask (merged with
-any lesion the background already had), on the background's own grid.
+interior, partial-volume edges and noise matched to the background. The background's own lesions are painted
+over with the surrounding tissue first (``background_lesions="fill"``, the default; see :mod:`.lesion_fill`), so
+the label is the new mask; with ``"keep"`` it is the new mask merged with the lesions the background already had.
+Either way it is on the background's own grid.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from SyntheticImagingLib.cases import Case  # noqa: E402
+from SyntheticImagingLib.cases import Case, LesionKind  # noqa: E402
 from SyntheticImagingLib.checks.lesion_texture import region_stats  # noqa: E402
 from SyntheticImagingLib.generators import create_generator  # noqa: E402
 from SyntheticImagingLib.generators.label_to_image import anatomy_map  # noqa: E402
@@ -66,6 +66,12 @@ def case_numbers(case: Case, lesion: np.ndarray, brain: np.ndarray) -> dict[str,
     return out
 
 
+def tumour(case: Case) -> np.ndarray:
+    """The case's whole labelled tumour (every case here is labelled)."""
+    assert case.label is not None, case.case_id
+    return case.label > 0
+
+
 def summary(rows: list[dict[str, float]]) -> dict[str, tuple[float, float, float]]:
     """Mean, min and max per key.
 
@@ -89,18 +95,20 @@ def main(argv: list[str] | None = None) -> None:
     real = [resample_case(ds[i], (args.spacing,) * 3) for i in range(len(ds))]
     refs = {c.case_id: prepare_reference(c) for c in real}
     sets: dict[str, list[dict[str, float]]] = {
-        "real BraTS 2018": [case_numbers(c, c.label > 0, refs[c.case_id].brain) for c in real]}
-    controls = LesionControls(kind="tumor", volume_ml=(30.0, 90.0), count=1)
+        "real BraTS 2018": [case_numbers(c, tumour(c), refs[c.case_id].brain) for c in real]}
+    controls = LesionControls(kind=LesionKind.TUMOR, volume_ml=(30.0, 90.0), count=1)
     fit = [real[i] for i in args.fit]
     for family in args.families:
         for after in (False, True):
             off = {"inner_structure": False, **({"tissue_texture": 0.0} if family == "label-to-image" else {})}
-            gen = create_generator(family, task="brain-tumor-mri", **({} if after else off)).fit(fit)
+            # lesion insertion keeps the backgrounds' own tumours (subtracted below), as when the rows were measured
+            keep = {"background_lesions": "keep"} if family == "lesion-insertion" else {}
+            gen = create_generator(family, task="brain-tumor-mri", **keep, **({} if after else off)).fit(fit)
             rows = []
             for case in gen.synthesize(args.n, seed=args.seed, controls=controls):
-                lesion = case.label > 0
+                lesion = tumour(case)
                 if family == "lesion-insertion":
-                    lesion = lesion & ~(refs[case.metadata["background"]].case.label > 0)
+                    lesion = lesion & ~tumour(refs[case.metadata["background"]].case)
                 rows.append(case_numbers(case, lesion, case.brain_mask))
             sets[f"{family} {'after' if after else 'before'}"] = rows
     stats = {name: summary(rows) for name, rows in sets.items()}

@@ -25,7 +25,11 @@ def insertion(brats_2mm):
 
 
 def _new_lesion(case, backgrounds):
+    """The inserted lesion and the real background: the whole label when the background's own tumour was filled
+    (the default; the new one may lie where it was), else what the background did not have (``keep``)."""
     bg = next(b for b in backgrounds if b.case_id == case.metadata["background"])
+    if case.metadata["background_lesions"] == "fill":
+        return case.label > 0, bg
     return (case.label > 0) & ~(bg.label > 0), bg
 
 

@@ -53,12 +53,12 @@ def test_info_on_sample_dataset_json(sample_data, capsys):
 def test_synthesize_takes_family_settings(tmp_path, sample_data):
     from SyntheticImagingLib.io import load_dataset
 
-    out = tmp_path / "filled"
+    out = tmp_path / "kept"
     code = main(["synthesize", "--generator", "lesion-insertion", "--data", str(sample_data / "brats2018_2mm"),
-                 "--n", "1", "--out", str(out), "--config", "background_lesions=fill", "--config", "mass_effect=0"])
+                 "--n", "1", "--out", str(out), "--config", "background_lesions=keep", "--config", "mass_effect=0"])
     assert code == 0
     (case,) = load_dataset(out)
-    assert case.metadata["background_lesions"] == "fill"
+    assert case.metadata["background_lesions"] == "keep"  # not the default (fill)
     assert main(["synthesize", "--generator", "lesion-insertion", "--data", str(sample_data / "brats2018_2mm"),
                  "--n", "1", "--out", str(tmp_path / "bad"), "--config", "background_lesions=erase"]) == 2
 

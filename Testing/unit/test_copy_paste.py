@@ -50,7 +50,11 @@ def heads() -> list[Case]:
     return [_head(i) for i in range(3)]
 
 
-def _pasted(case: Case, background: Case) -> np.ndarray:
+def _pasted(case: Case, background: Case, mode: str = "keep") -> np.ndarray:
+    """The pasted lesion: what the target did not have (``keep``), or the whole label (``fill``: every lesion is
+    pasted; the pasted one may lie where the target's own lesion was)."""
+    if mode == "fill":
+        return case.label > 0
     return (case.label > 0) & ~(background.label > 0)
 
 
@@ -77,7 +81,8 @@ def test_blend_alpha_is_one_on_the_lesion_and_feathered_only_at_the_border():
 
 
 def test_labels_kept_lesion_inside_target_brain_and_provenance(heads):
-    gen = api.get_generator("copy-paste", data=heads, mass_effect=0.0)
+    # keep: the target's own lesion must survive beside the pasted one (fill, the default: test_lesion_fill.py)
+    gen = api.get_generator("copy-paste", data=heads, mass_effect=0.0, background_lesions="keep")
     assert gen.task.label_table == TABLE and not gen.task.is_preset
     by_id = {c.case_id: c for c in heads}
     cases = list(gen.synthesize(6, seed=0))
@@ -86,6 +91,7 @@ def test_labels_kept_lesion_inside_target_brain_and_provenance(heads):
         background = by_id[meta["background"]]
         assert meta["donor"] != meta["background"] and meta["source_case_ids"] == [meta["background"], meta["donor"]]
         assert meta["lesions"][0]["donor"] == meta["donor"] and meta["contains_real_patient_data"]
+        assert meta["background_lesions"] == "keep"  # recorded, as lesion insertion does
         assert c.label_table == TABLE and c.channel_names == ["FLAIR", "T1c"]
         own = background.label > 0
         assert np.array_equal(c.label[own], background.label[own])  # the target's own lesion is kept
@@ -104,7 +110,9 @@ def test_labels_kept_lesion_inside_target_brain_and_provenance(heads):
 
 
 def test_donor_voxels_kept_in_the_lesion_blend_only_at_the_border(heads):
-    gen = create_generator("copy-paste", task=task_for_data(heads), match_intensity=False, **RIGID)
+    # keep: with fill the target's own lesion is painted over too, so voxels change outside the pasted ROI
+    gen = create_generator("copy-paste", task=task_for_data(heads), match_intensity=False, background_lesions="keep",
+                           **RIGID)
     gen.fit(heads)
     by_id = {c.case_id: c for c in heads}
     for c in gen.synthesize(3, seed=1):
@@ -124,7 +132,8 @@ def test_donor_voxels_kept_in_the_lesion_blend_only_at_the_border(heads):
 
 
 def test_intensities_matched_to_the_target(heads):
-    gen = api.get_generator("copy-paste", data=heads, **RIGID)
+    # keep: the target's normal brain measured here is the real target's (fill paints its lesion over first)
+    gen = api.get_generator("copy-paste", data=heads, background_lesions="keep", **RIGID)
     by_id = {c.case_id: c for c in heads}
     for c in gen.synthesize(3, seed=2):
         background, donor = by_id[c.metadata["background"]], by_id[c.metadata["donor"]]
@@ -181,7 +190,8 @@ def test_flip_mirrors_the_lesion_left_right():
 
 
 def test_one_case_pastes_into_itself_and_no_lesion_is_an_error(heads):
-    gen = api.get_generator("copy-paste", data=heads[:1], mass_effect=0.0)
+    # keep: the case then has its own lesion and a pasted copy of it, more lesion than before
+    gen = api.get_generator("copy-paste", data=heads[:1], mass_effect=0.0, background_lesions="keep")
     c = next(gen.synthesize(1, seed=0))
     assert c.metadata["donor"] == c.metadata["background"] == "head0"
     assert c.lesion_volume_ml() > heads[0].lesion_volume_ml()
@@ -224,7 +234,7 @@ def test_brats2018_three_cases(shared_data):
         assert c.metadata["donor"] != c.metadata["background"]
         info = c.metadata["lesions"][0]
         assert info["volume_ml_achieved"] > 1.0 and c.metadata["mass_effect"]["displaced_volume_ml"] > 0
-        new = _pasted(c, background)
+        new = _pasted(c, background, c.metadata["background_lesions"])
         assert (new <= gen.references[list(by_id).index(background.case_id)].brain).all()
         # the pasted tumour stays FLAIR-hyperintense against the target's normal brain
         normal = np.median(c.channels["FLAIR"][c.brain_mask & (c.label == 0)])
@@ -250,7 +260,7 @@ def test_brats2013_four_labels_nesting_kept(shared_data):
         assert c.channel_names == ["Flair", "T1c"] and c.label_table.names == names
         assert set(np.unique(c.label).tolist()) == {0, 1, 2, 3, 4}
         assert min(float(a.min()) for a in c.channels.values()) < 0  # z-scored values kept
-        new = _pasted(c, background)
+        new = _pasted(c, background, c.metadata["background_lesions"])
         assert set(np.unique(c.label[new]).tolist()) == set(np.unique(donor.label).tolist()) - {0}
         assert breaks(np.where(new, c.label, 0), c.brain_mask) <= 1.5 * breaks(donor.label, donor.brain_mask) + 0.05
         # the lesion keeps its look: enhancing tumour brighter than necrosis on T1c, edema bright on Flair

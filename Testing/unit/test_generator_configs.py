@@ -36,8 +36,9 @@ OLD_DEFAULTS = {
                          "elastic_magnitude": 2.0, "bias_field": 0.15, "noise": 0.5, "low_resolution": 0.3,
                          "hemorrhage_age": "acute", "ct_appearance": True, "inner_structure": True,
                          "tissue_texture": 1.0},
+    # background_lesions: default changed deliberately from "keep" (issue 17: filled backgrounds transfer better)
     LesionInsertionConfig: {"hemorrhage_age": "acute", "texture": 0.08, "mass_effect": 1.0, "ct_appearance": True,
-                            "inner_structure": True, "background_lesions": "keep"},
+                            "inner_structure": True, "background_lesions": "fill"},
 }
 
 
@@ -150,9 +151,31 @@ def test_old_cards_load(tmp_path, small_case):
     card = json.loads(card_path.read_text())
     card_path.write_text(json.dumps({**card, "config": {"hemorrhage_age": "acute", "texture": 0, "mass_effect": 1}}))
     loaded = load_generator(tmp_path / "g")
-    assert loaded.config == LesionInsertionConfig(texture=0.0)
+    # a card from before background_lesions existed: "keep", the default then (see the next test)
+    assert loaded.config == LesionInsertionConfig(texture=0.0, background_lesions="keep")
     card_path.write_text(json.dumps({**card, "config": {"hemorrhage_age": "acute"}}))  # missing: the defaults
-    assert load_generator(tmp_path / "g").config == LesionInsertionConfig()
+    assert load_generator(tmp_path / "g").config == LesionInsertionConfig(background_lesions="keep")
     card_path.write_text(json.dumps({**card, "config": {"texture": 0.1, "sparkle": 2}}))
     with pytest.raises(CheckpointError, match="unknown settings.*sparkle"):
         load_generator(tmp_path / "g")
+
+
+@pytest.mark.parametrize("family", ["lesion-insertion", "copy-paste"])
+def test_cards_from_before_a_default_changed_reload_as_saved(tmp_path, small_case, family):
+    """background_lesions became "fill" by default; a card written before the setting existed made "keep" sets
+    and must reload as "keep" (its ``card_defaults``), while a new generator and a card naming it are unchanged."""
+    from SyntheticImagingLib.generators import create_generator, load_generator
+
+    gen = create_generator(family, task="brain-tumor-mri")
+    assert gen.config.background_lesions == "fill"  # today's default
+    gen.fit([small_case]).save(tmp_path / "g")
+    card_path = tmp_path / "g" / "model_card.json"
+    card = json.loads(card_path.read_text())
+    assert card["config"]["background_lesions"] == "fill"  # cards written now name it
+    assert load_generator(tmp_path / "g").config == gen.config
+    old = {k: v for k, v in card["config"].items() if k != "background_lesions"}
+    card_path.write_text(json.dumps({**card, "config": old}))
+    loaded = load_generator(tmp_path / "g")
+    assert loaded.config == gen.config.replace(background_lesions="keep")
+    assert create_generator(family, task="brain-tumor-mri").config.background_lesions == "fill"
+    assert type(gen.config).from_dict(old).background_lesions == "fill"  # only loading a card applies them

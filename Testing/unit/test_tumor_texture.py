@@ -63,7 +63,9 @@ def test_insertion_inner_structure_keeps_label_and_matches_real_texture(brats_4m
         for case in gen.synthesize(3, seed=1, controls=CONTROLS):
             assert case.label_table.names == {1: "tumor"}
             assert set(np.unique(case.label)) == {0, 1}
-            new = (case.label > 0) & ~(refs[case.metadata["background"]].case.label > 0)
+            new = case.label > 0  # filled background (the default): every lesion is new
+            if case.metadata["background_lesions"] == "keep":
+                new &= ~(refs[case.metadata["background"]].case.label > 0)
             sds[on].append(_lesion_sd(case, new, case.brain_mask))
             labels[on].append(case.label)
     for off, on in zip(labels[False], labels[True]):
