@@ -43,7 +43,8 @@ def synthetic_from(train: list[Case]) -> tuple[list[Case], str]:
     from SyntheticImagingLib.generators import available_generators, create_generator
 
     if "lesion-insertion" in available_generators():
-        gen = create_generator("lesion-insertion", task="brain-tumor-mri").fit(train)
+        # keep: the setting the published figures were measured with (the default was "keep" then)
+        gen = create_generator("lesion-insertion", task="brain-tumor-mri", background_lesions="keep").fit(train)
         return list(gen.synthesize(len(train), seed=0)), "lesion-insertion"
     out = []
     for i, host in enumerate(train):
