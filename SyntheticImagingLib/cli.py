@@ -128,12 +128,12 @@ def _cmd_synthesize(args: argparse.Namespace, reporter: Reporter) -> dict[str, A
 
 def _cmd_pool(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     from .io.datasets import load_dataset, write_dataset
-    from .pooling import pool_synthetic_sets
+    from .pooling import pool_shares, pool_synthetic_sets
 
     names, paths = _named_sets(args.synthetic)  # each set's name prefixes its case ids
     datasets = {name: load_dataset(path) for name, path in zip(names, paths)}
-    cases = pool_synthetic_sets({name: list(d) for name, d in datasets.items()}, n=args.n)
-    shares = {name: sum(c.metadata.get("pooled_from") == name for c in cases) for name in names}
+    cases = pool_synthetic_sets(datasets, n=args.n)
+    shares = dict(zip(names, pool_shares(len(cases), len(names))))
     info = {"synthetic": True, "generator": {"family": "pooled", "parts": {
         name: {"cases": shares[name], "path": str(path), "generator": datasets[name].info.get("generator")}
         for name, path in zip(names, paths)}}}

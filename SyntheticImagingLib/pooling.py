@@ -40,7 +40,8 @@ def pool_synthetic_sets(sets: Mapping[str, Sequence[Case]], *, n: int | None = N
     set.
 
     Args:
-        sets: set name -> its synthetic cases, two sets or more; the names become case-id prefixes.
+        sets: set name -> its synthetic cases (a list or a lazy ``Dataset``: only the cases taken are read), two
+            sets or more; the names become case-id prefixes.
         n: cases in the pooled set; default: as many as the smallest set, so that the pool is compared with its
             parts at the same size.
 
@@ -58,13 +59,15 @@ def pool_synthetic_sets(sets: Mapping[str, Sequence[Case]], *, n: int | None = N
     if size < len(sets):
         raise InputError(f"a pooled set of {size} cases cannot take a case from each of {len(sets)} sets",
                          fix=f"ask for at least {len(sets)} cases")
-    first_name, first_cases = next(iter(sets.items()))
-    ref = first_cases[0]
+    # index only the cases taken: a lazy Dataset then reads n volumes, not every set whole
+    taken: dict[str, list[Case]] = {}
     for (name, cases), share in zip(sets.items(), pool_shares(size, len(sets))):
         if len(cases) < share:
             raise InputError(f"synthetic set {name!r} has {len(cases)} cases; the pool takes {share} from it",
                              fix=f"ask for at most {len(cases) * len(sets)} cases, or synthesize more into it")
-        case = cases[0]
+        taken[name] = [cases[i] for i in range(share)]
+    first_name, (ref, *_) = next(iter(taken.items()))
+    for name, (case, *_) in taken.items():
         for what, mine, theirs in (("channels", case.channel_names, ref.channel_names),
                                    ("modality", case.modality.value, ref.modality.value),
                                    ("lesion kind", case.lesion_kind.value, ref.lesion_kind.value),
@@ -72,8 +75,5 @@ def pool_synthetic_sets(sets: Mapping[str, Sequence[Case]], *, n: int | None = N
             if mine != theirs:
                 raise InputError(f"synthetic set {name!r} differs from {first_name!r} in its {what}: {mine} vs "
                                  f"{theirs}", fix="pool sets made for the same task, channels and labels")
-    pooled: list[Case] = []
-    for (name, cases), share in zip(sets.items(), pool_shares(size, len(sets))):
-        pooled += [c.replace(case_id=f"{name}_{c.case_id}", metadata={**c.metadata, "pooled_from": name})
-                   for c in cases[:share]]
-    return pooled
+    return [c.replace(case_id=f"{name}_{c.case_id}", metadata={**c.metadata, "pooled_from": name})
+            for name, picked in taken.items() for c in picked]

@@ -309,13 +309,12 @@ def mixed_set(name: str, family: str, fit_cases: Sequence[Case], fit_cases_2mm: 
 
     parts = MIXTURES[family]
     suffix = name[len(family):]
-    sets: dict[str, list[Case]] = {}
+    sets: dict[str, Sequence[Case]] = {}
     seconds = 0.0
     for part in parts:
         part_path, sec = make_set(part + suffix, part, fit_cases, fit_cases_2mm, folder, args, log)
-        made = json.loads((part_path / "dataset.json").read_text()).get("synthetic", {})
-        seconds += float(made.get("seconds", sec)) if isinstance(made, dict) else sec
-        sets[part] = list(load_dataset(part_path))
+        seconds += 0.0 if math.isnan(sec) else sec  # a reused set reports what making it took
+        sets[part] = load_dataset(part_path)
     cases = pool_synthetic_sets(sets, n=args.n_synthetic)
     share = pool_shares(args.n_synthetic, len(parts))
     path = folder / "synthetic" / name

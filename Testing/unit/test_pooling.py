@@ -61,3 +61,23 @@ def test_bad_pools_name_the_problem(small_case):
         pool_synthetic_sets({"a": _set(small_case, 5, "a"), "b": two}, n=6)
     with pytest.raises(InputError, match="cannot take a case from each of 2 sets"):
         pool_synthetic_sets({"a": two, "b": two}, n=1)
+
+
+def test_only_the_cases_taken_are_read(small_case):
+    """A lazy Dataset reads a volume per index: pooling 2 + 2 cases from sets of 50 reads 4 cases, not 100."""
+    from collections.abc import Sequence
+
+    class Counting(Sequence):
+        def __init__(self, cases):
+            self.cases, self.reads = cases, 0
+
+        def __len__(self):
+            return len(self.cases)
+
+        def __getitem__(self, index):
+            self.reads += 1
+            return self.cases[index]
+
+    a, b = Counting(_set(small_case, 50, "a")), Counting(_set(small_case, 50, "b"))
+    assert len(pool_synthetic_sets({"a": a, "b": b}, n=4)) == 4
+    assert (a.reads, b.reads) == (2, 2)
